@@ -7,7 +7,7 @@ Stripe computes the amounts; these functions decide what to ask of it (`proratio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo
@@ -109,3 +109,32 @@ def prorated_charge(
     credit = round_half_away_from_zero(unit_amount * paid_quantity * share)
     charge = round_half_away_from_zero(unit_amount * new_quantity * share)
     return charge - credit
+
+
+def add_intervals(anchor: datetime, interval: str, count: int) -> datetime:
+    """`anchor` moved by `count` billing intervals, months clamped to their last day as Stripe
+    does (a subscription anchored on the 31st renews on 28/29 Feb, then on 31 Mar)."""
+    if interval == "day":
+        return anchor + timedelta(days=count)
+    if interval == "week":
+        return anchor + timedelta(weeks=count)
+    months = {"month": 1, "year": 12}[interval] * count
+    month_index = anchor.month - 1 + months
+    year, month = anchor.year + month_index // 12, month_index % 12 + 1
+    days_in_month = (date(year + month // 12, month % 12 + 1, 1) - date(year, month, 1)).days
+    return anchor.replace(year=year, month=month, day=min(anchor.day, days_in_month))
+
+
+def period_containing(
+    anchor: datetime, interval: str, interval_count: int, moment: datetime
+) -> Period:
+    """The billing period, counted from the billing cycle anchor, that contains `moment`."""
+    if moment < anchor:
+        raise ValueError("moment lies before the billing cycle anchor")
+    step = 0
+    while add_intervals(anchor, interval, (step + 1) * interval_count) <= moment:
+        step += 1
+    return Period(
+        add_intervals(anchor, interval, step * interval_count),
+        add_intervals(anchor, interval, (step + 1) * interval_count),
+    )

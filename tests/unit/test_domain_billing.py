@@ -188,3 +188,20 @@ def test_plan_that_forbids_extra_seats_refuses_buying_beyond_what_is_paid() -> N
 def test_non_positive_quantities_are_refused(quantity: int) -> None:
     with pytest.raises(SeatRefusal):
         buy(MANUAL_FLOOR_5, SeatCounts(licences=1, peak=1, in_use=0), quantity)
+
+
+@pytest.mark.parametrize(
+    ("moment", "start", "end"),
+    [
+        (utc(2026, 2, 10), utc(2026, 1, 31), utc(2026, 2, 28)),
+        (utc(2026, 3, 1), utc(2026, 2, 28), utc(2026, 3, 31)),
+        (utc(2026, 3, 31), utc(2026, 3, 31), utc(2026, 4, 30)),
+        (utc(2028, 2, 29, 12), utc(2028, 2, 29), utc(2028, 3, 31)),
+    ],
+)
+def test_monthly_periods_follow_the_anchor_and_clamp_to_month_end(
+    moment: datetime, start: datetime, end: datetime
+) -> None:
+    from connector.domain.proration import period_containing
+
+    assert period_containing(utc(2026, 1, 31), "month", 1, moment) == Period(start, end)

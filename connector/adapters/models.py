@@ -1,0 +1,217 @@
+"""The connector's tables (SQLAlchemy 2 typed ORM). Money is integer minor units.
+
+Ids: our own ids are prefixed strings (`ssub_...`); Stripe's ids live in columns named
+`stripe_*_id`, so a reader always knows whose id it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which forgets the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Account(Base):
+    """A customer of the product: one Stripe customer."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Subscription(Base):
+    """A Stripe subscription linked to the connector, with its contract terms."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    stripe_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_mode: Mapped[str] = mapped_column(String(16))  # classic | flexible
+    status: Mapped[str] = mapped_column(String(32))
+    current_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    current_period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    invoice_now_threshold_days: Mapped[int] = mapped_column(Integer, default=30)
+    proration_granularity: Mapped[str] = mapped_column(String(8), default="day")
+    billing_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SeatType(Base):
+    """One billed unit kind of a subscription: one Stripe subscription item (one price).
+
+    `licences` and `peak` are the counts of the current period; the holders in use are
+    counted from the holders table, inside the transaction that holds this row's lock.
+    """
+
+    __tablename__ = "seat_types"
+    __table_args__ = (UniqueConstraint("subscription_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    stripe_subscription_item_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_price_id: Mapped[str] = mapped_column(String(255))
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    interval: Mapped[str] = mapped_column(String(8))  # day | week | month | year
+    interval_count: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(16))
+    floor: Mapped[int] = mapped_column(Integer)
+    extra_seats_allowed: Mapped[bool] = mapped_column(Boolean)
+    licences: Mapped[int] = mapped_column(Integer)
+    peak: Mapped[int] = mapped_column(Integer)
+    # The quantity Stripe was last seen to hold, and when (registration, sync, reconcile).
+    stripe_quantity: Mapped[int] = mapped_column(Integer)
+    stripe_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Holder(Base):
+    """Who occupies a licence of a seat type: a user id, a phone number, a team id."""
+
+    __tablename__ = "holders"
+    __table_args__ = (UniqueConstraint("seat_type_id", "holder_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
+    holder_id: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LedgerEntry(Base):
+    """Append-only record of every seat change: who asked, when, what, what it cost."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_subscription_at", "subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    holder_id: Mapped[str | None] = mapped_column(String(255))
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    licences_before: Mapped[int] = mapped_column(Integer)
+    licences_after: Mapped[int] = mapped_column(Integer)
+    billed_before: Mapped[int] = mapped_column(Integer)
+    billed_after: Mapped[int] = mapped_column(Integer)
+    stripe_quantity_after: Mapped[int] = mapped_column(Integer)
+    # Predicted charge of the change (Stripe's own arithmetic), minor units of `currency`.
+    expected_charge: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    proration_behavior: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+
+
+class OutboxRecord(Base):
+    """A quantity Stripe must be brought to, written in the same transaction as the change.
+
+    The sync worker drains these; `idempotency_key` is derived from our id so that a retry
+    after a crash sends the same key to Stripe.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
+    stripe_subscription_item_id: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    target_quantity: Mapped[int] = mapped_column(Integer)
+    # Billed (paid-for) quantity of the period before and after the change.
+    billed_before: Mapped[int] = mapped_column(Integer)
+    billed_after: Mapped[int] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    proration_behavior: Mapped[str] = mapped_column(String(32))
+    proration_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    stripe_object_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of its secret is kept; scopes are checked per route."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotentRequest(Base):
+    """The first response to a state-changing request with an `Idempotency-Key`."""
+
+    __tablename__ = "idempotent_requests"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

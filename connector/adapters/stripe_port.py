@@ -1,0 +1,130 @@
+"""The one narrow door to Stripe: only the calls the connector makes, typed.
+
+`StripePort` is what services depend on; `StripeClientPort` implements it on an injected
+`stripe.StripeClient` (API version pinned, base address and key from settings, no global
+`stripe.api_key`). Tests use the same implementation against the Stripe double through
+`responses`, so the HTTP the connector sends is what Stripe receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import stripe
+
+from connector.config import STRIPE_API_VERSION, StripeSettings
+
+
+@dataclass(frozen=True, slots=True)
+class StripeItem:
+    stripe_subscription_item_id: str
+    stripe_price_id: str
+    unit_amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    quantity: int
+    period_start: datetime
+    period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSubscription:
+    stripe_subscription_id: str
+    stripe_customer_id: str
+    status: str
+    billing_mode: str  # classic | flexible
+    currency: str
+    items: tuple[StripeItem, ...]
+
+
+class StripePort(Protocol):
+    def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
+
+    def create_subscription(
+        self,
+        stripe_customer_id: str,
+        quantities_by_price: list[tuple[str, int]],
+        idempotency_key: str,
+    ) -> StripeSubscription: ...
+
+
+def _timestamp(value: int) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _id(value: Any) -> str:
+    """An expandable field: either the id or the expanded object."""
+    return value if isinstance(value, str) else str(value.id)
+
+
+def subscription_from_stripe(obj: stripe.Subscription) -> StripeSubscription:
+    items = []
+    for item in obj.items.data:
+        price = item.price
+        if price.unit_amount is None or price.recurring is None:
+            raise ValueError(f"price {price.id} is not a per-unit recurring price")
+        items.append(
+            StripeItem(
+                stripe_subscription_item_id=item.id,
+                stripe_price_id=price.id,
+                unit_amount=price.unit_amount,
+                currency=price.currency,
+                interval=price.recurring.interval,
+                interval_count=price.recurring.interval_count,
+                quantity=item.quantity or 0,
+                period_start=_timestamp(item.current_period_start),
+                period_end=_timestamp(item.current_period_end),
+            )
+        )
+    billing_mode = getattr(getattr(obj, "billing_mode", None), "type", None) or "classic"
+    return StripeSubscription(
+        stripe_subscription_id=obj.id,
+        stripe_customer_id=_id(obj.customer),
+        status=obj.status,
+        billing_mode=billing_mode,
+        currency=obj.currency,
+        items=tuple(items),
+    )
+
+
+def make_stripe_client(settings: StripeSettings) -> stripe.StripeClient:
+    """A client for one Stripe account. `requests` is the HTTP client (tests fake it)."""
+    return stripe.StripeClient(
+        settings.api_key.get_secret_value(),
+        stripe_version=STRIPE_API_VERSION,
+        base_addresses={"api": settings.api_base},
+        max_network_retries=settings.max_network_retries,
+        http_client=stripe.RequestsClient(timeout=settings.timeout_seconds),
+    )
+
+
+class StripeClientPort:
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._client = client
+
+    def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription:
+        obj = self._client.v1.subscriptions.retrieve(stripe_subscription_id)
+        return subscription_from_stripe(obj)
+
+    def create_subscription(
+        self,
+        stripe_customer_id: str,
+        quantities_by_price: list[tuple[str, int]],
+        idempotency_key: str,
+    ) -> StripeSubscription:
+        obj = self._client.v1.subscriptions.create(
+            {
+                "customer": stripe_customer_id,
+                "items": [
+                    {"price": price, "quantity": quantity}
+                    for price, quantity in quantities_by_price
+                ],
+                "billing_mode": {"type": "flexible"},
+                "metadata": {"managed_by": "seatsync"},
+            },
+            {"idempotency_key": idempotency_key},
+        )
+        return subscription_from_stripe(obj)
