@@ -37,7 +37,8 @@ def decode_pairs(pairs: Iterable[tuple[str, str]]) -> Params:
             raise bad_request(f"Invalid parameter name: {raw_key}")
         parts = [m.group(1), *_PART_RE.findall(m.group(2))]
         _insert(root, parts, value, raw_key)
-    return _listify(root)
+    result: Params = _listify(root)
+    return result
 
 
 def decode_form(body: str | bytes | None) -> Params:
@@ -165,7 +166,7 @@ def opt_dict(params: Mapping[str, Any], key: str, param: str | None = None) -> P
     if value == "":
         return {}
     if not isinstance(value, dict):
-        raise bad_request(f"Invalid object", param=param or key)
+        raise bad_request("Invalid object", param=param or key)
     return value
 
 

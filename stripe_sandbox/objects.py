@@ -17,6 +17,9 @@ from stripe_sandbox.calendar_math import fmt_money
 
 Json = dict[str, Any]
 
+TIMES = "\u00d7"
+"""The multiplication sign (U+00D7) Stripe uses in line descriptions ("8 x Seat")."""
+
 
 @dataclass
 class Customer:
@@ -678,8 +681,9 @@ def invoice_json(inv: Invoice, cust: Customer, lines: list[Json], *, preview: bo
 
 
 def line_description(quantity: int, product_name: str, price: Price) -> str:
-    """Stripe's wording for a recurring line: ``8 × Seat (at $120.00 / year)``."""
+    """Stripe's wording for a recurring line: ``8 x Seat (at $120.00 / year)`` (x is U+00D7)."""
     every = price.interval if price.interval_count == 1 else (
         f"every {price.interval_count} {price.interval}s"
     )
-    return f"{quantity} × {product_name} (at {fmt_money(price.unit_amount, price.currency)} / {every})"
+    money = fmt_money(price.unit_amount, price.currency)
+    return f"{quantity} {TIMES} {product_name} (at {money} / {every})"
