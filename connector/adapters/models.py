@@ -78,6 +78,7 @@ class Subscription(Base):
     currency: Mapped[str] = mapped_column(String(3))
     billing_mode: Mapped[str] = mapped_column(String(16))  # classic | flexible
     status: Mapped[str] = mapped_column(String(32))
+    billing_cycle_anchor: Mapped[datetime] = mapped_column(UTCDateTime())
     current_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     current_period_end: Mapped[datetime] = mapped_column(UTCDateTime())
     invoice_now_threshold_days: Mapped[int] = mapped_column(Integer, default=30)

@@ -37,6 +37,7 @@ class StripeSubscription:
     status: str
     billing_mode: str  # classic | flexible
     currency: str
+    billing_cycle_anchor: datetime
     items: tuple[StripeItem, ...]
 
 
@@ -86,6 +87,7 @@ def subscription_from_stripe(obj: stripe.Subscription) -> StripeSubscription:
         status=obj.status,
         billing_mode=billing_mode,
         currency=obj.currency,
+        billing_cycle_anchor=_timestamp(obj.billing_cycle_anchor),
         items=tuple(items),
     )
 

@@ -1,0 +1,187 @@
+"""Per-request plumbing: the wiring, authentication, scopes and idempotent changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from connector.adapters.database import SessionFactory
+from connector.adapters.models import IdempotentRequest
+from connector.adapters.stripe_port import StripePort
+from connector.api.errors import error_response
+from connector.config import Settings
+from connector.services.apikeys import Scope, find_key
+from connector.services.seats import Actor, ChangeContext
+
+# Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
+ROUTE_SCOPES: dict[str, Scope] = {}
+PUBLIC_ENDPOINTS = {"openapi.doc_url", "openapi.openapi", "static"}
+MAX_IDEMPOTENCY_KEY = 255
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@dataclass
+class Wiring:
+    """What the app was built with; reached from views through `wiring()`."""
+
+    settings: Settings
+    sessions: SessionFactory
+    stripe: StripePort
+    clock: Callable[[], datetime]
+
+
+def wiring() -> Wiring:
+    found: Wiring = current_app.extensions["seatsync"]
+    return found
+
+
+def scoped(blueprint_name: str, scope: Scope) -> Callable[[F], F]:
+    """Declare the scope a route needs (checked before the request body is even read)."""
+
+    def register(view: F) -> F:
+        ROUTE_SCOPES[f"{blueprint_name}.{view.__name__}"] = scope
+        return view
+
+    return register
+
+
+def _authenticate() -> Response | None:
+    endpoint = request.endpoint or ""
+    if not request.path.startswith("/v1/") or endpoint in PUBLIC_ENDPOINTS:
+        return None
+    scope = ROUTE_SCOPES.get(endpoint)
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return error_response(
+            401, "unauthenticated", "send an API key as `Authorization: Bearer <key>`"
+        )
+    with wiring().sessions() as session:
+        key = find_key(session, secret.strip())
+    if key is None:
+        return error_response(401, "unauthenticated", "unknown or revoked API key")
+    if scope is None or scope.value not in key.scopes:
+        needed = scope.value if scope else "a scope this route does not grant"
+        return error_response(
+            403, "forbidden", f"this API key lacks the scope {needed!r}", {"scopes": key.scopes}
+        )
+    g.actor = Actor(key_id=key.id, name=key.name)
+    return None
+
+
+def _check_json_body() -> Response | None:
+    if request.method not in ("POST", "PUT", "PATCH") or not request.get_data(cache=True):
+        return None
+    if not request.is_json:
+        return error_response(
+            415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)"
+        )
+    try:
+        json.loads(request.get_data(cache=True))
+    except ValueError as error:
+        return error_response(400, "malformed_json", f"the body is not valid JSON: {error}")
+    return None
+
+
+def install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _before() -> Response | None:
+        g.request_id = request.headers.get("Request-Id", "")[:64] or f"req_{secrets.token_hex(8)}"
+        return _authenticate() or _check_json_body()
+
+    @app.after_request
+    def _after(response: Response) -> Response:
+        response.headers["Request-Id"] = g.get("request_id", "")
+        return response
+
+
+def actor() -> Actor:
+    found: Actor = g.actor
+    return found
+
+
+def change_context() -> ChangeContext:
+    return ChangeContext(actor=actor(), now=wiring().clock(), request_id=g.request_id)
+
+
+def _fingerprint() -> str:
+    body = request.get_json(silent=True)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{request.method} {request.path} {canonical}".encode()).hexdigest()
+
+
+def _replay(session: Session, key: str) -> Response | None:
+    stored = session.scalars(
+        select(IdempotentRequest).where(
+            IdempotentRequest.api_key_id == actor().key_id, IdempotentRequest.key == key
+        )
+    ).first()
+    if stored is None:
+        return None
+    if stored.request_fingerprint != _fingerprint():
+        return error_response(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        )
+    response = jsonify(stored.response_body)
+    response.status_code = stored.status_code
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def run_change(
+    change: Callable[[Session, ChangeContext], BaseModel], status: int = 200
+) -> Response:
+    """Run a state change in one transaction, honouring `Idempotency-Key`.
+
+    The first successful response is stored with the change, atomically; a repeat with the
+    same body replays it and changes nothing. Refusals are not stored: they changed nothing,
+    so repeating them is harmless and may succeed once the state allows it.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        return error_response(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"
+        )
+    sessions = wiring().sessions
+    try:
+        with sessions.begin() as session:
+            if key is not None and (replayed := _replay(session, key)) is not None:
+                return replayed
+            result = change(session, change_context())
+            body = result.model_dump(mode="json")
+            if key is not None:
+                session.add(
+                    IdempotentRequest(
+                        api_key_id=actor().key_id,
+                        key=key,
+                        request_fingerprint=_fingerprint(),
+                        status_code=status,
+                        response_body=body,
+                        created_at=wiring().clock(),
+                    )
+                )
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer as it did.
+        if key is None:
+            raise
+        with sessions() as session:
+            replayed = _replay(session, key)
+        if replayed is None:
+            raise
+        return replayed
+    response = jsonify(body)
+    response.status_code = status
+    return response

@@ -1,0 +1,63 @@
+"""Every error leaves as JSON: `{"error": {"code", "message", "details"?}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from connector.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def validation_error_response(error: ValidationError) -> Response:
+    """flask-openapi3's hook for a body, path or query that fails its model."""
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    message = f"{where}: {first['msg']}"
+    details = [
+        {"field": ".".join(str(part) for part in p["loc"]), "problem": p["msg"]} for p in problems
+    ]
+    return error_response(422, "invalid_request", message, details)
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(error: ServiceError) -> Response:
+        return error_response(error.status, error.code, error.message, error.details or None)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        if error.response is not None:  # already a full response (validation errors)
+            return error.response  # type: ignore[return-value]
+        code = (error.name or "error").lower().replace(" ", "_")
+        return error_response(error.code or 500, code, error.description or code)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(error: OperationalError) -> Response:
+        log.error("database unavailable: %s", error)
+        return error_response(
+            503, "database_unavailable", "the database cannot be reached; try again shortly"
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(
+            500, "internal_error", "the connector failed unexpectedly; nothing was changed"
+        )

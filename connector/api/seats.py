@@ -1,0 +1,194 @@
+"""Product-backend endpoints (API.md): contracts, plan view, licences, holders, quote, ledger."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, jsonify, request
+from sqlalchemy.orm import Session
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
+from pydantic import BaseModel, Field
+
+from connector.api.context import run_change, scoped, wiring
+from connector.schemas import (
+    AssignHolder,
+    ErrorBody,
+    HolderView,
+    LedgerPage,
+    Money,
+    PlanView,
+    QuantityRequest,
+    Quote,
+    RegisterSubscription,
+    SeatChange,
+    UpdateHolder,
+)
+from connector.services import registration, seats, views
+from connector.services.apikeys import Scope
+from connector.services.errors import Invalid
+from connector.services.seats import ChangeContext, SeatChangeResult
+
+BP = "seats"
+bp = APIBlueprint(
+    BP,
+    __name__,
+    url_prefix="/v1/subscriptions",
+    abp_tags=[Tag(name="seats", description="for product backends")],
+    abp_security=[{"bearer": []}],
+    abp_responses={401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody},
+)
+CHANGE_RESPONSES: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
+    200: SeatChange,
+    400: ErrorBody,
+    409: ErrorBody,
+}
+
+
+class SubscriptionPath(BaseModel):
+    id: str = Field(description="the connector's subscription id, or the Stripe subscription id")
+
+
+class SeatPath(SubscriptionPath):
+    seat_type: str
+
+
+class HolderPath(SeatPath):
+    holder_id: str
+
+
+class LedgerQuery(BaseModel):
+    limit: int = Field(default=50, ge=1, le=500)
+    starting_after: int | None = Field(default=None, description="cursor: next_cursor of a page")
+
+
+def _seat_change(result: SeatChangeResult) -> SeatChange:
+    holder = result.holder
+    return SeatChange(
+        ledger_entry_id=result.ledger_entry_id,
+        seat_type=result.seat_type,
+        licences=result.licences,
+        billed_quantity=result.billed_now,
+        stripe_quantity=result.stripe_quantity,
+        expected_charge=Money(amount=result.expected_charge, currency=result.currency),
+        proration_behavior=result.proration_behavior,
+        holder=None
+        if holder is None
+        else HolderView.model_validate(holder, from_attributes=True),
+    )
+
+
+def _check_quantity(quantity: int) -> None:
+    limit = wiring().settings.max_quantity_per_request
+    if quantity > limit:
+        raise Invalid(
+            "quantity_too_large",
+            f"quantity {quantity} is more than {limit} in one request; split it or check it",
+        )
+
+
+@bp.post("", responses={201: PlanView, 409: ErrorBody, 503: ErrorBody})
+@scoped(BP, Scope.SEATS_WRITE)
+def register_subscription(body: RegisterSubscription) -> Response:
+    """Register a contract: link an existing Stripe subscription, or create one for a customer."""
+    key = request.headers.get("Idempotency-Key")
+
+    def change(session: Session, ctx: ChangeContext) -> PlanView:
+        subscription = registration.register_subscription(
+            session, wiring().stripe, ctx, body, key
+        )
+        session.flush()
+        return views.plan_view(session, subscription.id)
+
+    return run_change(change, status=201)
+
+
+@bp.get("/<id>", responses={200: PlanView})
+@scoped(BP, Scope.SEATS_READ)
+def get_plan_view(path: SubscriptionPath) -> Response:
+    """The live plan view: licences, floor, additional units, holders, billed now and at
+    renewal, what Stripe shows and whether the two agree."""
+    with wiring().sessions() as session:
+        return jsonify(views.plan_view(session, path.id).model_dump(mode="json"))
+
+
+@bp.post("/<id>/seats/<seat_type>/licenses", responses=CHANGE_RESPONSES)
+@scoped(BP, Scope.SEATS_WRITE)
+def buy_licences(path: SeatPath, body: QuantityRequest) -> Response:
+    """Buy `quantity` licences. Above the period's paid peak they are charged pro rata."""
+    _check_quantity(body.quantity)
+    return run_change(
+        lambda session, ctx: _seat_change(
+            seats.buy_licences(session, ctx, path.id, path.seat_type, body.quantity)
+        )
+    )
+
+
+@bp.post("/<id>/seats/<seat_type>/licenses/release", responses=CHANGE_RESPONSES)
+@scoped(BP, Scope.SEATS_WRITE)
+def release_licences(path: SeatPath, body: QuantityRequest) -> Response:
+    """Release `quantity` free licences: no credit; they stop being billed at renewal."""
+    _check_quantity(body.quantity)
+    return run_change(
+        lambda session, ctx: _seat_change(
+            seats.release_licences(session, ctx, path.id, path.seat_type, body.quantity)
+        )
+    )
+
+
+@bp.put("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
+@scoped(BP, Scope.SEATS_WRITE)
+def assign_holder(path: HolderPath, body: AssignHolder) -> Response:
+    """Assign a holder (optionally with groups, e.g. team ids)."""
+    return run_change(
+        lambda session, ctx: _seat_change(
+            seats.assign_holder(
+                session, ctx, path.id, path.seat_type, path.holder_id, body.state, body.groups
+            )
+        )
+    )
+
+
+@bp.patch("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
+@scoped(BP, Scope.SEATS_WRITE)
+def update_holder(path: HolderPath, body: UpdateHolder) -> Response:
+    """Change a holder's state (active, inactive, archived) or groups."""
+    return run_change(
+        lambda session, ctx: _seat_change(
+            seats.update_holder(
+                session, ctx, path.id, path.seat_type, path.holder_id, body.state, body.groups
+            )
+        )
+    )
+
+
+@bp.delete("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
+@scoped(BP, Scope.SEATS_WRITE)
+def unassign_holder(path: HolderPath) -> Response:
+    """Unassign a holder: its licence becomes free (under `auto` it lapses at renewal)."""
+    return run_change(
+        lambda session, ctx: _seat_change(
+            seats.unassign_holder(session, ctx, path.id, path.seat_type, path.holder_id)
+        )
+    )
+
+
+@bp.post("/<id>/seats/<seat_type>/quote", responses={200: Quote, 409: ErrorBody})
+@scoped(BP, Scope.SEATS_READ)
+def quote(path: SeatPath, body: QuantityRequest) -> Response:
+    """Preview buying `quantity` now: the charge, invoiced now or on the next invoice, and the
+    new recurring amount. Changes nothing."""
+    _check_quantity(body.quantity)
+    with wiring().sessions() as session:
+        result = views.quote(session, path.id, path.seat_type, body.quantity, wiring().clock())
+    return jsonify(result.model_dump(mode="json"))
+
+
+@bp.get("/<id>/ledger", responses={200: LedgerPage})
+@scoped(BP, Scope.SEATS_READ)
+def ledger(path: SubscriptionPath, query: LedgerQuery) -> Response:
+    """The seat ledger, newest first."""
+    with wiring().sessions() as session:
+        page = views.ledger_page(session, path.id, query.limit, query.starting_after)
+    return jsonify(page.model_dump(mode="json"))

@@ -1,0 +1,51 @@
+"""`create_app(settings)`: the Flask application, wired at the edge. Nothing connects at
+import time; tests pass their own Stripe port, clock and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask_openapi3.models.info import Info
+from flask_openapi3.openapi import OpenAPI
+from sqlalchemy import Engine
+
+from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
+from connector.api import seats, service
+from connector.api.context import Wiring, install_request_hooks
+from connector.api.errors import install_error_handlers, validation_error_response
+from connector.config import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    stripe_port: StripePort | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> OpenAPI:
+    app = OpenAPI(
+        __name__,
+        info=Info(title="seatsync", version="0.1.0", description="Per-seat billing on Stripe"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="/v1",
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    engine = engine or make_engine(settings.database_url)
+    port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
+    app.extensions["seatsync"] = Wiring(
+        settings=settings, sessions=make_session_factory(engine), stripe=port, clock=clock
+    )
+    install_request_hooks(app)
+    install_error_handlers(app)
+    app.register_api(seats.bp)
+    app.register_blueprint(service.bp)
+    return app

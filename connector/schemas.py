@@ -1,0 +1,241 @@
+"""Request and response bodies of the HTTP API (pydantic). The OpenAPI document is generated
+from these, so what is written here is exactly what callers get."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from connector.domain.proration import Granularity
+from connector.domain.seats import HolderState, Policy
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str = Field(description="what happened and what to do, for a person")
+    details: dict[str, Any] | list[Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- registering a contract --------------------------------------------------------------
+
+
+class SeatTypeContract(Strict):
+    name: Name = Field(description="seat type, e.g. users, numbers, teams")
+    stripe_subscription_item_id: StripeId | None = Field(
+        default=None, description="the item of a linked subscription that bills this seat type"
+    )
+    stripe_price_id: StripeId | None = Field(
+        default=None,
+        description="the per-unit recurring price: picks the item of a linked subscription, "
+        "or is the price of a subscription the connector creates",
+    )
+    policy: Policy = Policy.MANUAL
+    floor: int = Field(default=0, strict=True, ge=0, le=1_000_000, description="minimum commitment")
+    licences: int | None = Field(
+        default=None, strict=True, ge=0, le=1_000_000,
+        description="licences held now; default: the item's Stripe quantity (0 when creating)",
+    )
+    extra_seats_allowed: bool | None = Field(
+        default=None, description="default: the subscription's setting"
+    )
+
+    @model_validator(mode="after")
+    def _names_an_item_or_price(self) -> SeatTypeContract:
+        if not (self.stripe_subscription_item_id or self.stripe_price_id):
+            raise ValueError("give stripe_subscription_item_id or stripe_price_id")
+        return self
+
+
+class RegisterSubscription(Strict):
+    stripe_subscription_id: StripeId | None = Field(
+        default=None, description="link this existing Stripe subscription"
+    )
+    stripe_customer_id: StripeId | None = Field(
+        default=None, description="or create a subscription for this Stripe customer"
+    )
+    seat_types: list[SeatTypeContract] = Field(min_length=1, max_length=20)
+    invoice_now_threshold_days: int = Field(default=30, strict=True, ge=0, le=366)
+    proration_granularity: Granularity = Granularity.DAY
+    billing_timezone: str = "UTC"
+    extra_seats_allowed: bool = True
+
+    @field_validator("billing_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _link_or_create(self) -> RegisterSubscription:
+        if bool(self.stripe_subscription_id) == bool(self.stripe_customer_id):
+            raise ValueError("give exactly one of stripe_subscription_id or stripe_customer_id")
+        names = [seat.name for seat in self.seat_types]
+        if len(names) != len(set(names)):
+            raise ValueError("seat type names must be unique")
+        if self.stripe_customer_id and any(not s.stripe_price_id for s in self.seat_types):
+            raise ValueError("creating a subscription needs a stripe_price_id per seat type")
+        return self
+
+
+# --- seat requests -------------------------------------------------------------------------
+
+
+class QuantityRequest(Strict):
+    quantity: Quantity
+
+
+class AssignHolder(Strict):
+    state: HolderState = HolderState.ACTIVE
+    groups: list[ExternalId] = Field(default_factory=list, max_length=1000)
+
+
+class UpdateHolder(Strict):
+    state: HolderState | None = None
+    groups: list[ExternalId] | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateHolder:
+        if self.state is None and self.groups is None:
+            raise ValueError("give state and/or groups")
+        return self
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+class Money(BaseModel):
+    amount: int = Field(description="integer minor units")
+    currency: str = Field(description="ISO 4217, lower case as Stripe writes it")
+
+
+class HolderView(BaseModel):
+    holder_id: str
+    state: HolderState
+    groups: list[str]
+    assigned_at: datetime
+    updated_at: datetime
+
+
+class SeatChange(BaseModel):
+    ledger_entry_id: int
+    seat_type: str
+    licences: int
+    billed_quantity: int = Field(description="billed for the current period: max(floor, peak)")
+    stripe_quantity: int = Field(description="quantity the Stripe item is being brought to")
+    expected_charge: Money = Field(description="what Stripe will charge for this change")
+    proration_behavior: str | None = Field(
+        description="always_invoice (invoiced now), create_prorations (on the next invoice), "
+        "none (no charge), or null when Stripe's quantity does not change"
+    )
+    holder: HolderView | None = None
+
+
+class HolderCounts(BaseModel):
+    active: int
+    inactive: int
+    archived: int
+
+
+class SeatTypeView(BaseModel):
+    name: str
+    policy: Policy
+    stripe_subscription_item_id: str
+    stripe_price_id: str
+    unit_amount: Money
+    interval: str
+    interval_count: int
+    licences: int = Field(description="licences created / held now")
+    included_in_plan: int = Field(description="the floor: minimum billed")
+    additional_units: int = Field(description="billed beyond the floor")
+    holders: HolderCounts
+    free_licences: int
+    over_allocation: int
+    peak: int = Field(description="highest licence count this period")
+    billed_quantity_now: int
+    billed_quantity_at_renewal: int
+    stripe_quantity: int = Field(description="what Stripe last showed for the item")
+    stripe_quantity_expected: int = Field(description="what the connector wants Stripe to hold")
+    stripe_seen_at: datetime
+    in_sync: bool = Field(description="Stripe shows what the connector expects, nothing pending")
+    pending_stripe_changes: int
+    extra_seats_allowed: bool
+
+
+class PlanView(BaseModel):
+    id: str
+    stripe_subscription_id: str
+    stripe_customer_id: str
+    status: str
+    billing_mode: str
+    currency: str
+    current_period_start: datetime
+    current_period_end: datetime
+    invoice_now_threshold_days: int
+    proration_granularity: Granularity
+    billing_timezone: str
+    recurring_amount_now: Money = Field(description="per period, at the billed quantities")
+    recurring_amount_at_renewal: Money
+    seat_types: list[SeatTypeView]
+
+
+class Quote(BaseModel):
+    seat_type: str
+    quantity: int
+    licences_after: int
+    billed_quantity_before: int
+    billed_quantity_after: int
+    charged_seats: int = Field(description="new billed seats: those above the paid peak and floor")
+    charge: Money = Field(description="pro-rata charge as Stripe will compute it")
+    proration_date: datetime | None
+    invoiced: Literal["now", "next_invoice", "nothing_to_charge"]
+    recurring_amount_before: Money = Field(description="subscription total per period, now")
+    recurring_amount_after: Money = Field(description="subscription total per period after buying")
+
+
+class LedgerEntryView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    request_id: str | None
+    action: str
+    seat_type: str | None
+    holder_id: str | None
+    quantity: int | None
+    licences_before: int
+    licences_after: int
+    billed_quantity_before: int
+    billed_quantity_after: int
+    stripe_quantity_after: int
+    expected_charge: Money
+    proration_behavior: str | None
+    reason: str
+    stripe_sync_status: str | None = Field(description="pending, done or dead; null: no call")
+    stripe_object_ids: list[str]
+
+
+class LedgerPage(BaseModel):
+    data: list[LedgerEntryView]
+    has_more: bool
+    next_cursor: int | None = Field(description="pass as starting_after for the next page")

@@ -1,0 +1,61 @@
+"""API keys: created by the CLI, shown once, stored as a SHA-256 hash, scoped."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import ApiKey
+
+KEY_PREFIX = "ssk_"
+
+
+class Scope(StrEnum):
+    SEATS_WRITE = "seats:write"
+    SEATS_READ = "seats:read"
+    BILLING_READ = "billing:read"
+    OPS_WRITE = "ops:write"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    id: str
+    name: str
+    secret: str  # shown once, never stored
+    scopes: list[str]
+
+
+def _hash(secret: str) -> str:
+    # Keys are 256-bit random: a fast hash is enough (no dictionary to guess from).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str, scopes: list[Scope], now: datetime) -> CreatedKey:
+    key_id = f"key_{secrets.token_hex(6)}"
+    secret = f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
+    ordered = sorted({scope.value for scope in scopes})
+    session.add(
+        ApiKey(id=key_id, name=name, secret_hash=_hash(secret), scopes=ordered, created_at=now)
+    )
+    return CreatedKey(id=key_id, name=name, secret=secret, scopes=ordered)
+
+
+def find_key(session: Session, secret: str) -> ApiKey | None:
+    key = session.scalars(select(ApiKey).where(ApiKey.secret_hash == _hash(secret))).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    return key
+
+
+def revoke_key(session: Session, key_id: str, now: datetime) -> bool:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        return False
+    key.revoked_at = now
+    return True

@@ -1,0 +1,176 @@
+"""Registering a contract: link an existing Stripe subscription, or create one."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import TypeVar
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import Account, SeatType, Subscription
+from connector.adapters.stripe_errors import StripeErrorKind, classify
+from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription
+from connector.domain.seats import Policy, SeatCounts
+from connector.schemas import RegisterSubscription, SeatTypeContract
+from connector.services.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
+from connector.services.seats import ChangeContext, record_change
+
+LIVE_STATUSES = {"active", "trialing", "past_due", "unpaid", "paused"}
+T = TypeVar("T")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def call_stripe(what: str, call: Callable[[], T]) -> T:
+    """Run a Stripe call for a request, turning Stripe's errors into refusals a caller reads."""
+    try:
+        return call()
+    except stripe.StripeError as error:
+        kind = classify(error)
+        message = error.user_message or str(error) or type(error).__name__
+        if kind is StripeErrorKind.NOT_FOUND:
+            raise NotFound("stripe_object_missing", f"{what}: Stripe says {message}") from error
+        if kind is StripeErrorKind.RETRYABLE:
+            raise UpstreamUnavailable(
+                "stripe_unavailable", f"{what}: Stripe is unavailable ({message}); try again"
+            ) from error
+        raise Invalid("stripe_rejected", f"{what}: Stripe refused: {message}") from error
+
+
+def _match_item(contract: SeatTypeContract, stripe_sub: StripeSubscription) -> StripeItem:
+    for item in stripe_sub.items:
+        if contract.stripe_subscription_item_id:
+            if item.stripe_subscription_item_id == contract.stripe_subscription_item_id:
+                return item
+        elif item.stripe_price_id == contract.stripe_price_id:
+            return item
+    wanted = contract.stripe_subscription_item_id or contract.stripe_price_id
+    raise Invalid(
+        "unknown_item",
+        f"seat type {contract.name!r}: {wanted} is not an item of "
+        f"{stripe_sub.stripe_subscription_id}",
+    )
+
+
+def register_subscription(
+    session: Session,
+    port: StripePort,
+    ctx: ChangeContext,
+    body: RegisterSubscription,
+    idempotency_key: str | None,
+) -> Subscription:
+    """Link or create the Stripe subscription, then store the contract.
+
+    Stripe is called before any row is written, so a refused registration leaves nothing;
+    creating uses an idempotency key derived from the request's, so a retried request gets
+    the same Stripe subscription back.
+    """
+    if body.stripe_subscription_id:
+        stripe_sub = call_stripe(
+            f"subscription {body.stripe_subscription_id}",
+            lambda: port.retrieve_subscription(body.stripe_subscription_id or ""),
+        )
+    else:
+        quantities = [
+            (seat.stripe_price_id or "", max(seat.floor, seat.licences or 0))
+            for seat in body.seat_types
+        ]
+        key = f"seatsync-register-{idempotency_key or new_id('req')}"
+        stripe_sub = call_stripe(
+            f"creating a subscription for {body.stripe_customer_id}",
+            lambda: port.create_subscription(body.stripe_customer_id or "", quantities, key),
+        )
+
+    if stripe_sub.status not in LIVE_STATUSES:
+        raise Conflict(
+            "subscription_not_live",
+            f"{stripe_sub.stripe_subscription_id} is {stripe_sub.status}: only a live "
+            "subscription can be linked",
+        )
+    already = session.scalars(
+        select(Subscription).where(
+            Subscription.stripe_subscription_id == stripe_sub.stripe_subscription_id
+        )
+    ).first()
+    if already is not None:
+        raise Conflict(
+            "already_registered",
+            f"{stripe_sub.stripe_subscription_id} is already registered as {already.id}",
+            subscription_id=already.id,
+        )
+
+    matched = [(contract, _match_item(contract, stripe_sub)) for contract in body.seat_types]
+    item_ids = [item.stripe_subscription_item_id for _, item in matched]
+    if len(set(item_ids)) != len(item_ids):
+        raise Invalid("duplicate_item", "two seat types name the same Stripe subscription item")
+    first = matched[0][1]
+
+    account = session.scalars(
+        select(Account).where(Account.stripe_customer_id == stripe_sub.stripe_customer_id)
+    ).first()
+    if account is None:
+        account = Account(
+            id=new_id("acc"), stripe_customer_id=stripe_sub.stripe_customer_id, created_at=ctx.now
+        )
+        session.add(account)
+
+    subscription = Subscription(
+        id=new_id("ssub"),
+        account_id=account.id,
+        stripe_subscription_id=stripe_sub.stripe_subscription_id,
+        currency=stripe_sub.currency,
+        billing_mode=stripe_sub.billing_mode,
+        status=stripe_sub.status,
+        billing_cycle_anchor=stripe_sub.billing_cycle_anchor,
+        current_period_start=first.period_start,
+        current_period_end=first.period_end,
+        invoice_now_threshold_days=body.invoice_now_threshold_days,
+        proration_granularity=body.proration_granularity.value,
+        billing_timezone=body.billing_timezone,
+        created_at=ctx.now,
+    )
+    session.add(subscription)
+    session.flush()
+
+    for contract, item in matched:
+        licences = item.quantity if contract.licences is None else contract.licences
+        if contract.policy is Policy.AUTO:
+            licences = 0  # auto licences follow holders; they are assigned next
+        seat_type = SeatType(
+            subscription_id=subscription.id,
+            name=contract.name,
+            stripe_subscription_item_id=item.stripe_subscription_item_id,
+            stripe_price_id=item.stripe_price_id,
+            unit_amount=item.unit_amount,
+            interval=item.interval,
+            interval_count=item.interval_count,
+            policy=contract.policy.value,
+            floor=contract.floor,
+            extra_seats_allowed=(
+                body.extra_seats_allowed
+                if contract.extra_seats_allowed is None
+                else contract.extra_seats_allowed
+            ),
+            licences=licences,
+            # What Stripe has billed this period counts as paid: re-adding up to it is free.
+            peak=max(licences, item.quantity),
+            stripe_quantity=item.quantity,
+            stripe_seen_at=ctx.now,
+        )
+        session.add(seat_type)
+        session.flush()
+        counts = SeatCounts(licences=licences, peak=seat_type.peak, in_use=0)
+        record_change(
+            session, ctx, subscription, seat_type, counts, counts,
+            action="register",
+            stripe_quantity_before=item.quantity,
+            reason=f"registered; Stripe item {item.stripe_subscription_item_id} holds "
+            f"{item.quantity} at {item.unit_amount} {item.currency}/{item.interval}",
+        )
+    return subscription
+

@@ -1,0 +1,385 @@
+"""Seat use cases: buy, release, assign, update and unassign holders.
+
+Each runs inside the caller's transaction: it locks the seat type row, asks the pure domain
+what the change does, and writes the new counts, a ledger entry and — when the quantity
+Stripe should bill changes — an outbox record, all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import Holder, LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.domain import seats as domain
+from connector.domain.proration import (
+    ChargeTerms,
+    Granularity,
+    Period,
+    ProrationBehavior,
+    period_containing,
+    plan_charge,
+    prorated_charge,
+)
+from connector.domain.seats import HolderState, Policy, SeatCounts, SeatRefusal, SeatTerms
+from connector.services.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked: the API key (id and name), or a system job."""
+
+    key_id: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeContext:
+    actor: Actor
+    now: datetime
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeatChangeResult:
+    ledger_entry_id: int
+    seat_type: str
+    licences: int
+    billed_now: int
+    stripe_quantity: int
+    expected_charge: int
+    currency: str
+    proration_behavior: str | None
+    holder: Holder | None = None
+
+
+def find_subscription(session: Session, subscription_ref: str) -> Subscription:
+    """Our id or the Stripe subscription id, as API.md allows."""
+    found = session.scalars(
+        select(Subscription).where(
+            or_(
+                Subscription.id == subscription_ref,
+                Subscription.stripe_subscription_id == subscription_ref,
+            )
+        )
+    ).first()
+    if found is None:
+        raise NotFound("unknown_subscription", f"no subscription {subscription_ref!r} is registered")
+    return found
+
+
+def lock_seat_type(session: Session, subscription: Subscription, name: str) -> SeatType:
+    """The seat type row, locked until the transaction ends (serializes its writers)."""
+    seat_type = session.scalars(
+        select(SeatType)
+        .where(SeatType.subscription_id == subscription.id, SeatType.name == name)
+        .with_for_update()
+    ).first()
+    if seat_type is None:
+        raise NotFound(
+            "unknown_seat_type",
+            f"subscription {subscription.id} has no seat type {name!r}",
+        )
+    return seat_type
+
+
+def terms_of(seat_type: SeatType) -> SeatTerms:
+    return SeatTerms(
+        policy=Policy(seat_type.policy),
+        floor=seat_type.floor,
+        extra_seats_allowed=seat_type.extra_seats_allowed,
+    )
+
+
+def charge_terms_of(subscription: Subscription) -> ChargeTerms:
+    return ChargeTerms(
+        invoice_now_threshold_days=subscription.invoice_now_threshold_days,
+        granularity=Granularity(subscription.proration_granularity),
+        billing_timezone=subscription.billing_timezone,
+    )
+
+
+def period_of(subscription: Subscription) -> Period:
+    return Period(subscription.current_period_start, subscription.current_period_end)
+
+
+def count_in_use(session: Session, seat_type: SeatType) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Holder)
+        .where(Holder.seat_type_id == seat_type.id, Holder.state == HolderState.ACTIVE.value)
+    ) or 0
+
+
+def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
+    return SeatCounts(
+        licences=seat_type.licences, peak=seat_type.peak, in_use=count_in_use(session, seat_type)
+    )
+
+
+def roll_period_if_due(session: Session, subscription: Subscription, now: datetime) -> None:
+    """Start the period that contains `now` if the stored one has ended: each seat type's
+    counts renew (peak restarts from the licences). Stripe's own period is authoritative and
+    the sync corrects the dates from it; this keeps decisions right in the meantime."""
+    if now < subscription.current_period_end:
+        return
+    first = session.scalars(
+        select(SeatType).where(SeatType.subscription_id == subscription.id).limit(1)
+    ).first()
+    interval, count = (first.interval, first.interval_count) if first else ("month", 1)
+    period = period_containing(subscription.billing_cycle_anchor, interval, count, now)
+    subscription.current_period_start, subscription.current_period_end = period.start, period.end
+    for seat_type in session.scalars(
+        select(SeatType).where(SeatType.subscription_id == subscription.id).with_for_update()
+    ):
+        renewed = domain.renew(terms_of(seat_type), counts_of(session, seat_type))
+        seat_type.licences, seat_type.peak = renewed.licences, renewed.peak
+
+
+def record_change(
+    session: Session,
+    ctx: ChangeContext,
+    subscription: Subscription,
+    seat_type: SeatType,
+    before: SeatCounts,
+    after: SeatCounts,
+    *,
+    action: str,
+    reason: str,
+    quantity: int | None = None,
+    holder_id: str | None = None,
+    stripe_quantity_before: int | None = None,
+) -> LedgerEntry:
+    """Store the new counts, the ledger entry and, if Stripe's quantity moves, the outbox.
+
+    `stripe_quantity_before` overrides the quantity Stripe is taken to hold before the
+    change (at registration, what Stripe really holds)."""
+    terms = terms_of(seat_type)
+    billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
+    target_before = (
+        domain.stripe_target_quantity(terms, before)
+        if stripe_quantity_before is None
+        else stripe_quantity_before
+    )
+    target_after = domain.stripe_target_quantity(terms, after)
+    seat_type.licences, seat_type.peak = after.licences, after.peak
+
+    behavior: ProrationBehavior | None = None
+    proration_at: datetime | None = None
+    expected_charge = 0
+    if billed_after > billed_before:
+        period = period_of(subscription)
+        plan = plan_charge(ctx.now, period, charge_terms_of(subscription))
+        behavior, proration_at = plan.behavior, plan.proration_date
+        expected_charge = prorated_charge(
+            seat_type.unit_amount, billed_before, billed_after, proration_at, period
+        )
+    elif target_after != target_before:
+        behavior = ProrationBehavior.NONE
+
+    outbox: OutboxRecord | None = None
+    if target_after != target_before:
+        outbox = OutboxRecord(
+            subscription_id=subscription.id,
+            seat_type_id=seat_type.id,
+            stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
+            changed_at=ctx.now,
+            target_quantity=target_after,
+            billed_before=billed_before,
+            billed_after=billed_after,
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+            proration_behavior=(behavior or ProrationBehavior.NONE).value,
+            proration_date=proration_at,
+            status="pending",
+            attempts=0,
+            next_attempt_at=ctx.now,
+            stripe_object_ids=[],
+            created_at=ctx.now,
+        )
+        session.add(outbox)
+        session.flush()
+
+    entry = LedgerEntry(
+        subscription_id=subscription.id,
+        seat_type=seat_type.name,
+        at=ctx.now,
+        actor=str(ctx.actor),
+        request_id=ctx.request_id,
+        action=action,
+        holder_id=holder_id,
+        quantity=quantity,
+        licences_before=before.licences,
+        licences_after=after.licences,
+        billed_before=billed_before,
+        billed_after=billed_after,
+        stripe_quantity_after=target_after,
+        expected_charge=expected_charge,
+        currency=subscription.currency,
+        proration_behavior=behavior.value if behavior else None,
+        reason=reason,
+        outbox_id=outbox.id if outbox else None,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _result(
+    entry: LedgerEntry, seat_type: SeatType, after: SeatCounts, holder: Holder | None = None
+) -> SeatChangeResult:
+    return SeatChangeResult(
+        ledger_entry_id=entry.id,
+        seat_type=seat_type.name,
+        licences=after.licences,
+        billed_now=entry.billed_after,
+        stripe_quantity=entry.stripe_quantity_after,
+        expected_charge=entry.expected_charge,
+        currency=entry.currency,
+        proration_behavior=entry.proration_behavior,
+        holder=holder,
+    )
+
+
+def _apply(operation: Callable[[], SeatCounts]) -> SeatCounts:
+    try:
+        return operation()
+    except SeatRefusal as refusal:
+        raise Conflict(refusal.code, refusal.message) from refusal
+
+
+def _open(
+    session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str
+) -> tuple[Subscription, SeatType, SeatCounts]:
+    subscription = find_subscription(session, subscription_ref)
+    if subscription.status in ("canceled", "incomplete_expired"):
+        raise Conflict(
+            "subscription_ended",
+            f"subscription {subscription.id} is {subscription.status}: seats can no longer change",
+        )
+    seat_type = lock_seat_type(session, subscription, seat_type_name)
+    roll_period_if_due(session, subscription, ctx.now)
+    return subscription, seat_type, counts_of(session, seat_type)
+
+
+def buy_licences(
+    session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str, quantity: int
+) -> SeatChangeResult:
+    subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
+    after = _apply(lambda: domain.buy(terms_of(seat_type), before, quantity))
+    entry = record_change(
+        session, ctx, subscription, seat_type, before, after,
+        action="buy", quantity=quantity, reason=f"bought {quantity} licence(s)",
+    )
+    return _result(entry, seat_type, after)
+
+
+def release_licences(
+    session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str, quantity: int
+) -> SeatChangeResult:
+    subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
+    after = _apply(lambda: domain.release(terms_of(seat_type), before, quantity))
+    entry = record_change(
+        session, ctx, subscription, seat_type, before, after,
+        action="release", quantity=quantity,
+        reason=f"released {quantity} licence(s), effective at renewal; no credit",
+    )
+    return _result(entry, seat_type, after)
+
+
+def _find_holder(session: Session, seat_type: SeatType, holder_id: str) -> Holder | None:
+    return session.scalars(
+        select(Holder).where(Holder.seat_type_id == seat_type.id, Holder.holder_id == holder_id)
+    ).first()
+
+
+def assign_holder(
+    session: Session,
+    ctx: ChangeContext,
+    subscription_ref: str,
+    seat_type_name: str,
+    holder_id: str,
+    state: HolderState,
+    groups: list[str],
+) -> SeatChangeResult:
+    subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
+    if _find_holder(session, seat_type, holder_id) is not None:
+        raise Conflict(
+            "holder_already_assigned",
+            f"{holder_id!r} already holds a {seat_type.name} licence: "
+            "PATCH it to change its state or groups",
+        )
+    terms = terms_of(seat_type)
+    after = _apply(lambda: domain.occupy(terms, before)) if domain.occupies_licence(state) else before
+    holder = Holder(
+        seat_type_id=seat_type.id, holder_id=holder_id, state=state.value,
+        groups=sorted(set(groups)), assigned_at=ctx.now, updated_at=ctx.now,
+    )
+    session.add(holder)
+    entry = record_change(
+        session, ctx, subscription, seat_type, before, after,
+        action="assign", holder_id=holder_id, reason=f"assigned {holder_id} ({state.value})",
+    )
+    return _result(entry, seat_type, after, holder)
+
+
+def update_holder(
+    session: Session,
+    ctx: ChangeContext,
+    subscription_ref: str,
+    seat_type_name: str,
+    holder_id: str,
+    state: HolderState | None,
+    groups: list[str] | None,
+) -> SeatChangeResult:
+    subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
+    holder = _find_holder(session, seat_type, holder_id)
+    if holder is None:
+        raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
+    old_state = HolderState(holder.state)
+    new_state = state or old_state
+    after = before
+    if domain.occupies_licence(new_state) and not domain.occupies_licence(old_state):
+        after = _apply(lambda: domain.occupy(terms_of(seat_type), before))
+    elif domain.occupies_licence(old_state) and not domain.occupies_licence(new_state):
+        after = domain.vacate(before)
+    holder.state = new_state.value
+    if groups is not None:
+        holder.groups = sorted(set(groups))
+    holder.updated_at = ctx.now
+    changes = []
+    if new_state is not old_state:
+        changes.append(f"state {old_state.value} -> {new_state.value}")
+    if groups is not None:
+        changes.append(f"groups {holder.groups}")
+    entry = record_change(
+        session, ctx, subscription, seat_type, before, after,
+        action="update_holder", holder_id=holder_id,
+        reason=f"{holder_id}: " + (", ".join(changes) or "no change"),
+    )
+    return _result(entry, seat_type, after, holder)
+
+
+def unassign_holder(
+    session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str, holder_id: str
+) -> SeatChangeResult:
+    subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
+    holder = _find_holder(session, seat_type, holder_id)
+    if holder is None:
+        raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
+    after = domain.vacate(before) if domain.occupies_licence(HolderState(holder.state)) else before
+    session.delete(holder)
+    entry = record_change(
+        session, ctx, subscription, seat_type, before, after,
+        action="unassign", holder_id=holder_id,
+        reason=f"unassigned {holder_id}; its licence is free"
+        + (" and lapses at renewal" if seat_type.policy == Policy.AUTO else ""),
+    )
+    return _result(entry, seat_type, after)

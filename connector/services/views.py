@@ -1,0 +1,222 @@
+"""Read models: the live plan view, quotes and the ledger (BILLING_RULES section 7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import Account, Holder, LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.domain import seats as domain
+from connector.domain.proration import ProrationBehavior, plan_charge, prorated_charge
+from connector.domain.seats import SeatRefusal
+from connector.schemas import (
+    HolderCounts,
+    LedgerEntryView,
+    LedgerPage,
+    Money,
+    PlanView,
+    Quote,
+    SeatTypeView,
+)
+from connector.services.errors import Conflict, NotFound
+from connector.services.seats import (
+    charge_terms_of,
+    counts_of,
+    find_subscription,
+    period_of,
+    terms_of,
+)
+
+
+def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:
+    return list(
+        session.scalars(
+            select(SeatType).where(SeatType.subscription_id == subscription.id).order_by(SeatType.id)
+        )
+    )
+
+
+def _holder_counts(session: Session, seat_type: SeatType) -> HolderCounts:
+    rows = session.execute(
+        select(Holder.state, func.count())
+        .where(Holder.seat_type_id == seat_type.id)
+        .group_by(Holder.state)
+    ).all()
+    by_state = {state: count for state, count in rows}
+    return HolderCounts(
+        active=by_state.get("active", 0),
+        inactive=by_state.get("inactive", 0),
+        archived=by_state.get("archived", 0),
+    )
+
+
+def _pending(session: Session, seat_type: SeatType) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboxRecord)
+        .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status != "done")
+    ) or 0
+
+
+def plan_view(session: Session, subscription_ref: str) -> PlanView:
+    subscription = find_subscription(session, subscription_ref)
+    account = session.get_one(Account, subscription.account_id)
+    currency = subscription.currency
+    views: list[SeatTypeView] = []
+    recurring_now = recurring_renewal = 0
+    for seat_type in _seat_types(session, subscription):
+        terms, counts = terms_of(seat_type), counts_of(session, seat_type)
+        expected = domain.stripe_target_quantity(terms, counts)
+        pending = _pending(session, seat_type)
+        billed_now = domain.billed_now(terms, counts)
+        billed_renewal = domain.billed_at_renewal(terms, counts)
+        recurring_now += billed_now * seat_type.unit_amount
+        recurring_renewal += billed_renewal * seat_type.unit_amount
+        views.append(
+            SeatTypeView(
+                name=seat_type.name,
+                policy=terms.policy,
+                stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
+                stripe_price_id=seat_type.stripe_price_id,
+                unit_amount=Money(amount=seat_type.unit_amount, currency=currency),
+                interval=seat_type.interval,
+                interval_count=seat_type.interval_count,
+                licences=counts.licences,
+                included_in_plan=terms.floor,
+                additional_units=domain.additional_units(terms, counts),
+                holders=_holder_counts(session, seat_type),
+                free_licences=domain.free_licences(counts),
+                over_allocation=domain.over_allocation(counts),
+                peak=counts.peak,
+                billed_quantity_now=billed_now,
+                billed_quantity_at_renewal=billed_renewal,
+                stripe_quantity=seat_type.stripe_quantity,
+                stripe_quantity_expected=expected,
+                stripe_seen_at=seat_type.stripe_seen_at,
+                in_sync=pending == 0 and seat_type.stripe_quantity == expected,
+                pending_stripe_changes=pending,
+                extra_seats_allowed=terms.extra_seats_allowed,
+            )
+        )
+    return PlanView(
+        id=subscription.id,
+        stripe_subscription_id=subscription.stripe_subscription_id,
+        stripe_customer_id=account.stripe_customer_id,
+        status=subscription.status,
+        billing_mode=subscription.billing_mode,
+        currency=currency,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+        invoice_now_threshold_days=subscription.invoice_now_threshold_days,
+        proration_granularity=charge_terms_of(subscription).granularity,
+        billing_timezone=subscription.billing_timezone,
+        recurring_amount_now=Money(amount=recurring_now, currency=currency),
+        recurring_amount_at_renewal=Money(amount=recurring_renewal, currency=currency),
+        seat_types=views,
+    )
+
+
+def quote(
+    session: Session, subscription_ref: str, seat_type_name: str, quantity: int, now: datetime
+) -> Quote:
+    """What buying `quantity` licences now would cost. Reads only; changes nothing."""
+    subscription = find_subscription(session, subscription_ref)
+    seat_types = _seat_types(session, subscription)
+    seat_type = next((s for s in seat_types if s.name == seat_type_name), None)
+    if seat_type is None:
+        raise NotFound(
+            "unknown_seat_type", f"subscription {subscription.id} has no seat type {seat_type_name!r}"
+        )
+    terms, before = terms_of(seat_type), counts_of(session, seat_type)
+    period = period_of(subscription)
+    if not period.contains(now):
+        raise Conflict(
+            "period_not_current",
+            "the subscription's period has ended and its renewal is not processed yet; "
+            "retry in a moment",
+        )
+    try:
+        after = domain.buy(terms, before, quantity)
+    except SeatRefusal as refusal:
+        raise Conflict(refusal.code, refusal.message) from refusal
+    billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
+    charge, proration_date = 0, None
+    invoiced: Literal["now", "next_invoice", "nothing_to_charge"] = "nothing_to_charge"
+    if billed_after > billed_before:
+        plan = plan_charge(now, period, charge_terms_of(subscription))
+        proration_date = plan.proration_date
+        charge = prorated_charge(
+            seat_type.unit_amount, billed_before, billed_after, proration_date, period
+        )
+        invoiced = "now" if plan.behavior is ProrationBehavior.ALWAYS_INVOICE else "next_invoice"
+    others = sum(
+        domain.billed_at_renewal(terms_of(s), counts_of(session, s)) * s.unit_amount
+        for s in seat_types
+        if s.id != seat_type.id
+    )
+    currency = subscription.currency
+    return Quote(
+        seat_type=seat_type.name,
+        quantity=quantity,
+        licences_after=after.licences,
+        billed_quantity_before=billed_before,
+        billed_quantity_after=billed_after,
+        charged_seats=billed_after - billed_before,
+        charge=Money(amount=charge, currency=currency),
+        proration_date=proration_date,
+        invoiced=invoiced,
+        recurring_amount_before=Money(
+            amount=others + domain.billed_at_renewal(terms, before) * seat_type.unit_amount,
+            currency=currency,
+        ),
+        recurring_amount_after=Money(
+            amount=others + domain.billed_at_renewal(terms, after) * seat_type.unit_amount,
+            currency=currency,
+        ),
+    )
+
+
+def ledger_page(
+    session: Session, subscription_ref: str, limit: int, starting_after: int | None
+) -> LedgerPage:
+    """Newest first; cursor pagination on the entry id."""
+    subscription = find_subscription(session, subscription_ref)
+    query = (
+        select(LedgerEntry, OutboxRecord)
+        .outerjoin(OutboxRecord, OutboxRecord.id == LedgerEntry.outbox_id)
+        .where(LedgerEntry.subscription_id == subscription.id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(limit + 1)
+    )
+    if starting_after is not None:
+        query = query.where(LedgerEntry.id < starting_after)
+    rows = session.execute(query).all()
+    page = rows[:limit]
+    data = [
+        LedgerEntryView(
+            id=entry.id,
+            at=entry.at,
+            actor=entry.actor,
+            request_id=entry.request_id,
+            action=entry.action,
+            seat_type=entry.seat_type,
+            holder_id=entry.holder_id,
+            quantity=entry.quantity,
+            licences_before=entry.licences_before,
+            licences_after=entry.licences_after,
+            billed_quantity_before=entry.billed_before,
+            billed_quantity_after=entry.billed_after,
+            stripe_quantity_after=entry.stripe_quantity_after,
+            expected_charge=Money(amount=entry.expected_charge, currency=entry.currency),
+            proration_behavior=entry.proration_behavior,
+            reason=entry.reason,
+            stripe_sync_status=outbox.status if outbox else None,
+            stripe_object_ids=list(outbox.stripe_object_ids) if outbox else [],
+        )
+        for entry, outbox in page
+    ]
+    has_more = len(rows) > limit
+    return LedgerPage(data=data, has_more=has_more, next_cursor=data[-1].id if has_more else None)
