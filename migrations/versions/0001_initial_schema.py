@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 11:05:38.166330
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("billing_mode", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("billing_cycle_anchor", sa.DateTime(timezone=True), nullable=False),
         sa.Column("current_period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("current_period_end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("invoice_now_threshold_days", sa.Integer(), nullable=False),

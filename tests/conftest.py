@@ -1,0 +1,178 @@
+"""Shared fixtures. Every test that touches the database runs on SQLite and on PostgreSQL.
+
+PostgreSQL: `SEATSYNC_TEST_POSTGRES_URL` (default postgresql://postgres@127.0.0.1:5432/test).
+Each test session migrates a schema of its own there; each test starts from empty tables.
+When PostgreSQL is unreachable its tests are skipped — unless `SEATSYNC_REQUIRE_POSTGRES=1`
+(as in CI), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+import stripe
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+
+from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.migrate import upgrade
+from connector.adapters.models import Base
+from connector.adapters.stripe_port import StripeClientPort
+from connector.app import create_app
+from connector.config import Settings
+from connector.services.apikeys import Scope, create_key
+from stripe_sandbox.double import StripeDouble
+from stripe_sandbox.responses_adapter import install
+
+POSTGRES_URL = os.environ.get(
+    "SEATSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+STRIPE_API_BASE = "https://api.stripe.test"
+ALL_SCOPES = list(Scope)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+    connect_args: dict[str, Any]
+
+    def engine(self) -> Engine:
+        return make_engine(self.url, connect_args=self.connect_args) if self.connect_args else (
+            make_engine(self.url)
+        )
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema() -> Iterator[Database]:
+    schema = f"seatsync_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as error:  # unreachable server
+        admin.dispose()
+        if os.environ.get("SEATSYNC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {error}")
+        pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}")
+    database = Database("postgresql", POSTGRES_URL, {"options": f"-csearch_path={schema}"})
+    engine = database.engine()
+    upgrade(engine)
+    engine.dispose()
+    yield database
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("_sqlite_template")
+        path = tmp_path / "seatsync.db"
+        shutil.copy(template, path)
+        yield Database("sqlite", f"sqlite:///{path}", {})
+        return
+    database: Database = request.getfixturevalue("_postgres_schema")
+    engine = database.engine()
+    tables = ", ".join(f'"{table.name}"' for table in reversed(Base.metadata.sorted_tables))
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield database
+
+
+@pytest.fixture
+def engine(database: Database) -> Iterator[Engine]:
+    engine = database.engine()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def double() -> StripeDouble:
+    """Stripe, in memory, at 2026-03-15 10:30 UTC unless a test moves the clock."""
+    return StripeDouble(now=int(utc(2026, 3, 15, 10, 30).timestamp()))
+
+
+@pytest.fixture
+def stripe_client(double: StripeDouble) -> Iterator[stripe.StripeClient]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        install(rsps, double, STRIPE_API_BASE)
+        yield stripe.StripeClient(
+            "sk_test_seatsync",
+            stripe_version="2026-10-28.endive",
+            http_client=stripe.RequestsClient(),
+            base_addresses={"api": STRIPE_API_BASE},
+        )
+
+
+@pytest.fixture
+def clock(double: StripeDouble) -> Callable[[], datetime]:
+    """The connector's clock is Stripe's: tests move time with `double.advance_to`."""
+    return lambda: datetime.fromtimestamp(double.now, UTC)
+
+
+@pytest.fixture
+def settings(database: Database) -> Settings:
+    return Settings(
+        database_url=database.url,
+        stripe={"api_key": "sk_test_seatsync", "api_base": STRIPE_API_BASE},  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def app(
+    settings: Settings,
+    engine: Engine,
+    stripe_client: stripe.StripeClient,
+    clock: Callable[[], datetime],
+) -> Any:
+    app = create_app(
+        settings, engine=engine, stripe_port=StripeClientPort(stripe_client), clock=clock
+    )
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app: Any) -> FlaskClient:
+    client: FlaskClient = app.test_client()
+    return client
+
+
+@pytest.fixture
+def make_key(engine: Engine) -> Callable[..., str]:
+    def make(*scopes: Scope, name: str = "test-key") -> str:
+        with make_session_factory(engine).begin() as session:
+            return create_key(session, name, list(scopes or ALL_SCOPES), utc(2026, 1, 1)).secret
+
+    return make
+
+
+@pytest.fixture
+def auth(make_key: Callable[..., str]) -> dict[str, str]:
+    """Headers of a key with every scope."""
+    return {"Authorization": f"Bearer {make_key()}"}
