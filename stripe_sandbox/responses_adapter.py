@@ -54,5 +54,20 @@ def install(
             )
         return resp.status, resp.headers, json.dumps(resp.body)
 
-    for method in _METHODS:
-        rsps.add_callback(method, pattern, callback=callback, content_type=None)
+    rsps.add(_AnyMethodCallback("GET", pattern, callback=callback, content_type=None))
+
+
+class _AnyMethodCallback(responses.CallbackResponse):
+    """One registration answering every HTTP method.
+
+    One registration instead of one per method, so that a
+    ``RequestsMock(assert_all_requests_are_fired=True)`` is not failed by the
+    methods a test happened not to use.
+    """
+
+    def matches(self, request: requests.PreparedRequest) -> tuple[bool, str]:
+        if (request.method or "").upper() not in _METHODS:
+            return False, "Method does not match"
+        if not self._url_matches(self.url, str(request.url)):
+            return False, "URL does not match"
+        return True, ""
