@@ -58,6 +58,8 @@ def scoped(blueprint_name: str, scope: Scope) -> Callable[[F], F]:
 
 def _authenticate() -> Response | None:
     endpoint = request.endpoint or ""
+    if request.routing_exception is not None:  # no such route: answered 404/405 as JSON
+        return None
     if not request.path.startswith("/v1/") or endpoint in PUBLIC_ENDPOINTS:
         return None
     scope = ROUTE_SCOPES.get(endpoint)

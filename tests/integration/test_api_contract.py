@@ -1,0 +1,191 @@
+"""API conventions: keys and scopes, Idempotency-Key, and clear 4xx errors that change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import stripe
+from flask.testing import FlaskClient
+
+from connector.services.apikeys import Scope
+from tests.integration.test_seat_api import link, seat
+
+
+@pytest.fixture
+def contract(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> dict[str, Any]:
+    return link(client, auth, stripe_client, quantity=3, floor=0)
+
+
+def test_missing_or_unknown_key_is_401(client: FlaskClient, contract: dict[str, Any]) -> None:
+    path = f"/v1/subscriptions/{contract['id']}"
+    assert client.get(path).status_code == 401
+    unknown = client.get(path, headers={"Authorization": "Bearer ssk_not-a-key"})
+    assert unknown.status_code == 401
+    assert unknown.json["error"]["code"] == "unauthenticated"  # type: ignore[index]
+
+
+def test_key_without_the_scope_is_403_and_changes_nothing(
+    client: FlaskClient, make_key: Callable[..., str], contract: dict[str, Any],
+    auth: dict[str, str],
+) -> None:
+    reader = {"Authorization": f"Bearer {make_key(Scope.SEATS_READ)}"}
+    path = f"/v1/subscriptions/{contract['id']}"
+    assert client.get(path, headers=reader).status_code == 200
+    refused = client.post(f"{path}/seats/users/licenses", json={"quantity": 1}, headers=reader)
+    assert refused.status_code == 403
+    assert seat(client.get(path, headers=auth).json or {})["licences"] == 3
+
+
+def test_scope_is_checked_before_the_body(
+    client: FlaskClient, make_key: Callable[..., str], contract: dict[str, Any]
+) -> None:
+    reader = {"Authorization": f"Bearer {make_key(Scope.SEATS_READ)}"}
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    assert client.post(path, data="{not json", headers=reader).status_code == 403
+    assert client.post(path, data="{not json").status_code == 401
+
+
+def test_every_v1_route_requires_a_key(client: FlaskClient, app: Any) -> None:
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1/") or rule.endpoint.startswith("openapi"):
+            continue
+        path = rule.rule.replace("<", "").replace(">", "")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method, json={})
+            assert response.status_code == 401, (method, rule.rule)
+
+
+def test_repeated_idempotency_key_replays_the_first_response_and_changes_nothing(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    headers = {**auth, "Idempotency-Key": "buy-1"}
+    first = client.post(path, json={"quantity": 2}, headers=headers)
+    again = client.post(path, json={"quantity": 2}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json == first.json
+    assert again.headers["Idempotent-Replayed"] == "true"
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["licences"] == 5
+    ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
+    assert [e["action"] for e in ledger["data"]] == ["buy", "register"]
+
+
+def test_same_idempotency_key_with_another_body_is_409(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    headers = {**auth, "Idempotency-Key": "buy-2"}
+    assert client.post(path, json={"quantity": 2}, headers=headers).status_code == 200
+    conflict = client.post(path, json={"quantity": 3}, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json["error"]["code"] == "idempotency_key_reused"  # type: ignore[index]
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["licences"] == 5
+
+
+BAD_BUYS = [
+    ("{not json", "application/json", 400, "malformed_json"),
+    ('{"quantity": "2"}', "application/json", 422, "invalid_request"),
+    ('{"quantity": 2.5}', "application/json", 422, "invalid_request"),
+    ('{"quantity": 0}', "application/json", 422, "invalid_request"),
+    ('{"quantity": -3}', "application/json", 422, "invalid_request"),
+    ('{"quantity": 99999999999}', "application/json", 422, "invalid_request"),
+    ('{"quantity": 1, "extra": true}', "application/json", 422, "invalid_request"),
+    ('{"quantity": true}', "application/json", 422, "invalid_request"),
+    ("[1, 2]", "application/json", 422, "invalid_request"),
+    ("null", "application/json", 422, "invalid_request"),
+    ("", "application/json", 422, "invalid_request"),
+    ("quantity=2", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), BAD_BUYS)
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any],
+    body: str, content_type: str, status: int, code: str,
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    response = client.post(path, data=body, headers={**auth, "Content-Type": content_type})
+    assert response.status_code == status, response.json
+    error = (response.json or {})["error"]
+    assert error["code"] == code
+    assert error["message"]
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["licences"] == 3
+
+
+def test_absurd_quantity_is_refused_with_a_reason(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    response = client.post(path, json={"quantity": 50_000}, headers=auth)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "quantity_too_large"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/subscriptions/ssub_nope/seats/users/licenses", "unknown_subscription"),
+        ("/v1/subscriptions/{id}/seats/robots/licenses", "unknown_seat_type"),
+    ],
+)
+def test_unknown_subscription_or_seat_type_is_404(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any], path: str, code: str
+) -> None:
+    response = client.post(path.format(id=contract["id"]), json={"quantity": 1}, headers=auth)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == code  # type: ignore[index]
+
+
+def test_assigning_a_holder_twice_is_409(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/holders/u1"
+    assert client.put(path, json={}, headers=auth).status_code == 200
+    again = client.put(path, json={}, headers=auth)
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "holder_already_assigned"  # type: ignore[index]
+
+
+def test_registering_a_subscription_twice_is_409(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    response = client.post(
+        "/v1/subscriptions",
+        json={
+            "stripe_subscription_id": contract["stripe_subscription_id"],
+            "seat_types": [{"name": "users", "stripe_price_id": seat(contract)["stripe_price_id"]}],
+        },
+        headers=auth,
+    )
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "already_registered"  # type: ignore[index]
+
+
+def test_unknown_stripe_subscription_is_404_and_stores_nothing(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    response = client.post(
+        "/v1/subscriptions",
+        json={"stripe_subscription_id": "sub_missing", "seat_types": [
+            {"name": "users", "stripe_price_id": "price_x"}]},
+        headers=auth,
+    )
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "stripe_object_missing"  # type: ignore[index]
+    assert client.get("/v1/subscriptions/sub_missing", headers=auth).status_code == 404
+
+
+def test_unknown_routes_and_methods_answer_json(client: FlaskClient, auth: dict[str, str]) -> None:
+    missing = client.get("/v1/nothing-here", headers=auth)
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "not_found"  # type: ignore[index]
+    wrong = client.delete("/v1/subscriptions", headers=auth)
+    assert wrong.status_code == 405
+    assert "error" in (wrong.json or {})

@@ -1,0 +1,89 @@
+"""Simultaneous requests on one seat type never lose an update or sell a licence twice."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+from flask.testing import FlaskClient
+
+from tests.integration.test_seat_api import link, seat
+
+THREADS = 16
+
+
+def run_together(calls: list[Callable[[], int]]) -> Counter[int]:
+    """Start every call at the same instant; count the status codes."""
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def worker(call: Callable[[], int]) -> None:
+        barrier.wait()
+        status = call()
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return Counter(statuses)
+
+
+def test_parallel_assignments_never_sell_a_licence_twice(
+    app: Any, client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    view = link(client, auth, stripe_client, quantity=5, floor=0)
+    base = f"/v1/subscriptions/{view['id']}/seats/users/holders"
+
+    def assign(holder: str) -> Callable[[], int]:
+        return lambda: app.test_client().put(f"{base}/{holder}", json={}, headers=auth).status_code
+
+    statuses = run_together([assign(f"u{i}") for i in range(THREADS)])
+    assert statuses == Counter({200: 5, 409: THREADS - 5})
+    users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
+    assert users["holders"]["active"] == 5
+    assert (users["licences"], users["free_licences"]) == (5, 0)
+
+
+def test_parallel_purchases_are_all_counted(
+    app: Any, client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    view = link(client, auth, stripe_client, quantity=2, floor=0)
+    path = f"/v1/subscriptions/{view['id']}/seats/users/licenses"
+
+    def buy() -> int:
+        return app.test_client().post(path, json={"quantity": 1}, headers=auth).status_code
+
+    assert run_together([buy] * THREADS) == Counter({200: THREADS})
+    users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
+    assert (users["licences"], users["peak"], users["billed_quantity_now"]) == (
+        2 + THREADS, 2 + THREADS, 2 + THREADS,
+    )
+    ledger = client.get(
+        f"/v1/subscriptions/{view['id']}/ledger?limit=100", headers=auth
+    ).json or {}
+    buys = [entry for entry in ledger["data"] if entry["action"] == "buy"]
+    # Each purchase saw the one before it: the licence counts form one unbroken chain.
+    assert sorted(entry["licences_after"] for entry in buys) == list(range(3, 3 + THREADS))
+    assert all(e["licences_after"] == e["licences_before"] + 1 for e in buys)
+
+
+def test_parallel_requests_with_one_idempotency_key_apply_once(
+    app: Any, client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    view = link(client, auth, stripe_client, quantity=2, floor=0)
+    path = f"/v1/subscriptions/{view['id']}/seats/users/licenses"
+    headers = {**auth, "Idempotency-Key": "same-purchase"}
+
+    def buy() -> int:
+        return app.test_client().post(path, json={"quantity": 3}, headers=headers).status_code
+
+    assert run_together([buy] * 8) == Counter({200: 8})
+    users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
+    assert users["licences"] == 5
