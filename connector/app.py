@@ -16,6 +16,7 @@ from connector.api import seats, service
 from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
 from connector.config import Settings
+from connector.schemas import ErrorBody
 
 
 def utc_now() -> datetime:
@@ -28,6 +29,7 @@ def create_app(
     engine: Engine | None = None,
     stripe_port: StripePort | None = None,
     clock: Callable[[], datetime] = utc_now,
+    validate_responses: bool = False,
 ) -> OpenAPI:
     app = OpenAPI(
         __name__,
@@ -37,6 +39,8 @@ def create_app(
         doc_url="/openapi.json",
         validation_error_status=422,
         validation_error_callback=validation_error_response,
+        validation_error_model=ErrorBody,
+        validate_response=validate_responses,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     engine = engine or make_engine(settings.database_url)
@@ -47,5 +51,5 @@ def create_app(
     install_request_hooks(app)
     install_error_handlers(app)
     app.register_api(seats.bp)
-    app.register_blueprint(service.bp)
+    app.register_api(service.bp)
     return app

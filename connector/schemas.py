@@ -37,6 +37,23 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class ChangeHeaders(BaseModel):
+    """Headers of a state-changing request."""
+
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="repeat the request with the same key and body: the first response is "
+        "returned again and nothing changes; the same key with another body is a 409",
+    )
+
+
+class Health(BaseModel):
+    status: str
+
+
 # --- registering a contract --------------------------------------------------------------
 
 

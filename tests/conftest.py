@@ -151,7 +151,11 @@ def app(
     clock: Callable[[], datetime],
 ) -> Any:
     app = create_app(
-        settings, engine=engine, stripe_port=StripeClientPort(stripe_client), clock=clock
+        settings,
+        engine=engine,
+        stripe_port=StripeClientPort(stripe_client),
+        clock=clock,
+        validate_responses=True,
     )
     app.testing = True
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from sqlalchemy.orm import Session
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from connector.api.context import run_change, scoped, wiring
 from connector.schemas import (
     AssignHolder,
+    ChangeHeaders,
     ErrorBody,
     HolderView,
     LedgerPage,
@@ -37,11 +38,13 @@ bp = APIBlueprint(
     url_prefix="/v1/subscriptions",
     abp_tags=[Tag(name="seats", description="for product backends")],
     abp_security=[{"bearer": []}],
-    abp_responses={401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 422: ErrorBody},
+    abp_responses={
+        400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 415: ErrorBody,
+        422: ErrorBody, 503: ErrorBody,
+    },
 )
 CHANGE_RESPONSES: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
     200: SeatChange,
-    400: ErrorBody,
     409: ErrorBody,
 }
 
@@ -88,15 +91,13 @@ def _check_quantity(quantity: int) -> None:
         )
 
 
-@bp.post("", responses={201: PlanView, 409: ErrorBody, 503: ErrorBody})
+@bp.post("", responses={201: PlanView, 409: ErrorBody})
 @scoped(BP, Scope.SEATS_WRITE)
-def register_subscription(body: RegisterSubscription) -> Response:
+def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> Response:
     """Register a contract: link an existing Stripe subscription, or create one for a customer."""
-    key = request.headers.get("Idempotency-Key")
-
     def change(session: Session, ctx: ChangeContext) -> PlanView:
         subscription = registration.register_subscription(
-            session, wiring().stripe, ctx, body, key
+            session, wiring().stripe, ctx, body, header.idempotency_key
         )
         session.flush()
         return views.plan_view(session, subscription.id)
@@ -115,7 +116,7 @@ def get_plan_view(path: SubscriptionPath) -> Response:
 
 @bp.post("/<id>/seats/<seat_type>/licenses", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def buy_licences(path: SeatPath, body: QuantityRequest) -> Response:
+def buy_licences(path: SeatPath, body: QuantityRequest, header: ChangeHeaders) -> Response:
     """Buy `quantity` licences. Above the period's paid peak they are charged pro rata."""
     _check_quantity(body.quantity)
     return run_change(
@@ -127,7 +128,7 @@ def buy_licences(path: SeatPath, body: QuantityRequest) -> Response:
 
 @bp.post("/<id>/seats/<seat_type>/licenses/release", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def release_licences(path: SeatPath, body: QuantityRequest) -> Response:
+def release_licences(path: SeatPath, body: QuantityRequest, header: ChangeHeaders) -> Response:
     """Release `quantity` free licences: no credit; they stop being billed at renewal."""
     _check_quantity(body.quantity)
     return run_change(
@@ -139,7 +140,7 @@ def release_licences(path: SeatPath, body: QuantityRequest) -> Response:
 
 @bp.put("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def assign_holder(path: HolderPath, body: AssignHolder) -> Response:
+def assign_holder(path: HolderPath, body: AssignHolder, header: ChangeHeaders) -> Response:
     """Assign a holder (optionally with groups, e.g. team ids)."""
     return run_change(
         lambda session, ctx: _seat_change(
@@ -152,7 +153,7 @@ def assign_holder(path: HolderPath, body: AssignHolder) -> Response:
 
 @bp.patch("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def update_holder(path: HolderPath, body: UpdateHolder) -> Response:
+def update_holder(path: HolderPath, body: UpdateHolder, header: ChangeHeaders) -> Response:
     """Change a holder's state (active, inactive, archived) or groups."""
     return run_change(
         lambda session, ctx: _seat_change(
@@ -165,7 +166,7 @@ def update_holder(path: HolderPath, body: UpdateHolder) -> Response:
 
 @bp.delete("/<id>/seats/<seat_type>/holders/<holder_id>", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def unassign_holder(path: HolderPath) -> Response:
+def unassign_holder(path: HolderPath, header: ChangeHeaders) -> Response:
     """Unassign a holder: its licence becomes free (under `auto` it lapses at renewal)."""
     return run_change(
         lambda session, ctx: _seat_change(

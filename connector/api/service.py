@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Response, jsonify
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from connector.adapters.migrate import is_current
 from connector.api.context import wiring
 from connector.api.errors import error_response
+from connector.schemas import ErrorBody, Health
 
-bp = Blueprint("service", __name__)
+bp = APIBlueprint("service", __name__, abp_tags=[Tag(name="service", description="probes")])
 
 
-@bp.get("/healthz")
+@bp.get("/healthz", responses={200: Health})
 def healthz() -> Response:
+    """The process is up."""
     return jsonify({"status": "ok"})
 
 
-@bp.get("/readyz")
+@bp.get("/readyz", responses={200: Health, 503: ErrorBody})
 def readyz() -> Response:
+    """The database is reachable and migrated to the newest schema."""
     sessions = wiring().sessions
     try:
         with sessions() as session:
@@ -35,6 +40,7 @@ def readyz() -> Response:
     return jsonify({"status": "ready"})
 
 
-@bp.get("/metrics")
+@bp.get("/metrics", responses={200: {"description": "Prometheus text format"}})
 def metrics() -> Response:
+    """Prometheus metrics."""
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
