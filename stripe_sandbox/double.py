@@ -141,7 +141,12 @@ class StripeDouble:
 
     @property
     def now(self) -> int:
+        """The double's clock (unix seconds); assigning moves it forward like ``advance_to``."""
         return self.engine.now
+
+    @now.setter
+    def now(self, ts: int) -> None:
+        self.engine.advance_to(ts)
 
     def advance_to(self, ts: int) -> None:
         """Move the clock to ``ts``; renewals and auto-finalizations on the way happen."""

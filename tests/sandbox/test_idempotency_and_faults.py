@@ -14,13 +14,15 @@ from tests.sandbox.conftest import API_BASE, make_plan, make_subscription, ts
 AUTH = {"Authorization": "Bearer sk_test_123"}
 
 
-def _bump(client: stripe.StripeClient, sub: stripe.Subscription, qty: int, key: str) -> (
-    stripe.Subscription
-):
+def _bump(
+    client: stripe.StripeClient, sub: stripe.Subscription, qty: int, key: str
+) -> stripe.Subscription:
     return client.v1.subscriptions.update(
         sub.id,
-        params={"items": [{"id": sub.items.data[0].id, "quantity": qty}],
-                "proration_behavior": "always_invoice"},
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": qty}],
+            "proration_behavior": "always_invoice",
+        },
         options={"idempotency_key": key},
     )
 
@@ -38,7 +40,8 @@ def test_same_key_same_params_replays_without_a_second_charge(
     assert again.last_response.headers["Idempotent-Replayed"] == "true"
     invoices = client.v1.invoices.list(params={"subscription": sub.id})
     assert [i.billing_reason for i in invoices.data] == [
-        "subscription_update", "subscription_create",
+        "subscription_update",
+        "subscription_create",
     ]
     recorded = double.requests_to("POST", r"/v1/subscriptions/sub_\w+")
     assert [r.replayed for r in recorded] == [False, True]
@@ -59,10 +62,14 @@ def test_same_key_other_params_is_an_idempotency_error(
 
 def test_keys_are_scoped_per_api_key(double: StripeDouble) -> None:
     body = "email=a%40b.test"
-    s1, c1 = double.handle("POST", "/v1/customers", {}, body,
-                           {**AUTH, "Idempotency-Key": "same"})
-    s2, c2 = double.handle("POST", "/v1/customers", {}, body,
-                           {"Authorization": "Bearer sk_test_other", "Idempotency-Key": "same"})
+    s1, c1 = double.handle("POST", "/v1/customers", {}, body, {**AUTH, "Idempotency-Key": "same"})
+    s2, c2 = double.handle(
+        "POST",
+        "/v1/customers",
+        {},
+        body,
+        {"Authorization": "Bearer sk_test_other", "Idempotency-Key": "same"},
+    )
     assert (s1, s2) == (200, 200) and c1["id"] != c2["id"]
 
 
@@ -109,8 +116,9 @@ def test_fault_without_apply_first_changes_nothing(
 ) -> None:
     price = make_plan(client, unit_amount=1000)
     sub = make_subscription(client, price, 1)
-    double.inject_fault("POST", r"/v1/subscriptions/.*", status=429, error_code="lock_timeout",
-                        times=2)
+    double.inject_fault(
+        "POST", r"/v1/subscriptions/.*", status=429, error_code="lock_timeout", times=2
+    )
     for _ in range(2):
         with pytest.raises(stripe.RateLimitError) as err:
             _bump(client, sub, 3, "k429")
@@ -129,8 +137,10 @@ def test_sdk_retries_see_the_replay(double: StripeDouble) -> None:
         http = stripe.RequestsClient()
         http._sleep_time_seconds = lambda _n: 0.0  # type: ignore[method-assign]  # no back-off
         client = stripe.StripeClient(
-            "sk_test_123", http_client=http,
-            base_addresses={"api": API_BASE}, max_network_retries=2,
+            "sk_test_123",
+            http_client=http,
+            base_addresses={"api": API_BASE},
+            max_network_retries=2,
         )
         double.inject_fault("POST", "/v1/customers", status=500, apply_first=True)
         cus = client.v1.customers.create(params={"email": "x@y.test"})
@@ -143,8 +153,9 @@ def test_sdk_retries_see_the_replay(double: StripeDouble) -> None:
 def test_authentication(double: StripeDouble) -> None:
     status, body = double.handle("GET", "/v1/customers", {}, None, {})
     assert status == 401 and "API key" in body["error"]["message"]
-    status, _ = double.handle("GET", "/v1/customers", {}, None,
-                              {"Authorization": "Bearer sk_live_abcdef123456"})
+    status, _ = double.handle(
+        "GET", "/v1/customers", {}, None, {"Authorization": "Bearer sk_live_abcdef123456"}
+    )
     assert status == 401
     status, _ = double.handle("GET", "/v1/customers", {}, None, AUTH)
     assert status == 200

@@ -37,9 +37,13 @@ def test_create_preview_changes_nothing(client: stripe.StripeClient, double: Str
 
     # create_prorations previews the next renewal: next year's 10 seats plus the prorations.
     renewal = client.v1.invoices.create_preview(
-        params={"subscription": sub.id,
-                "subscription_details": {"items": [{"id": si, "quantity": 10}],
-                                         "proration_date": ts(2026, 3, 15)}}
+        params={
+            "subscription": sub.id,
+            "subscription_details": {
+                "items": [{"id": si, "quantity": 10}],
+                "proration_date": ts(2026, 3, 15),
+            },
+        }
     )
     assert sorted(line.amount for line in renewal.lines.data) == [-76800, 96000, 120000]
     assert renewal.created == ts(2027, 1, 1)
@@ -52,8 +56,13 @@ def test_create_preview_changes_nothing(client: stripe.StripeClient, double: Str
 
 
 def test_upcoming_endpoint_is_gone(double: StripeDouble) -> None:
-    status, body = double.handle("GET", "/v1/invoices/upcoming", {"customer": "cus_1"}, None,
-                                 {"Authorization": "Bearer sk_test_1"})
+    status, body = double.handle(
+        "GET",
+        "/v1/invoices/upcoming",
+        {"customer": "cus_1"},
+        None,
+        {"Authorization": "Bearer sk_test_1"},
+    )
     assert status == 404
     assert body["error"]["type"] == "invalid_request_error"
 
@@ -65,12 +74,18 @@ def test_pending_prorations_invoiced_early(
     sub = make_subscription(client, price, 8)
     double.advance_to(ts(2026, 1, 17))
     client.v1.subscriptions.update(
-        sub.id, params={"items": [{"id": sub.items.data[0].id, "quantity": 9}],
-                        "proration_behavior": "create_prorations"},
+        sub.id,
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 9}],
+            "proration_behavior": "create_prorations",
+        },
     )
     inv = client.v1.invoices.create(
-        params={"customer": sub.customer, "subscription": sub.id,
-                "pending_invoice_items_behavior": "include"}
+        params={
+            "customer": sub.customer,
+            "subscription": sub.id,
+            "pending_invoice_items_behavior": "include",
+        }
     )
     assert inv.status == "draft" and inv.auto_advance is False
     assert len(inv.lines.data) == 2
@@ -80,12 +95,14 @@ def test_pending_prorations_invoiced_early(
     assert final.status == "open" and final.number is not None
     paid = client.v1.invoices.pay(inv.id)
     assert paid.status == "paid" and paid.amount_paid == paid.total
-    assert client.v1.invoice_items.list(params={"customer": sub.customer,
-                                                "pending": True}).data == []
+    assert (
+        client.v1.invoice_items.list(params={"customer": sub.customer, "pending": True}).data == []
+    )
     # The next renewal bills only the new quantity.
     double.advance_to(ts(2026, 2, 1, 1))
     renewal = client.v1.invoices.retrieve(
-        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice))
+        str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    )
     assert [line.amount for line in renewal.lines.data] == [9000]
 
 
@@ -95,15 +112,24 @@ def test_credit_balance_applies_to_next_invoice(
     price = make_plan(client, unit_amount=1000)
     sub = make_subscription(client, price, 3)
     txn = client.v1.customers.balance_transactions.create(
-        sub.customer, params={"amount": -500, "currency": "usd", "description": "goodwill",
-                              "metadata": {"ticket": "T-1"}},
+        sub.customer,
+        params={
+            "amount": -500,
+            "currency": "usd",
+            "description": "goodwill",
+            "metadata": {"ticket": "T-1"},
+        },
     )
     assert txn.id.startswith("cbtxn_") and txn.ending_balance == -500
     assert client.v1.customers.retrieve(sub.customer).balance == -500
     double.advance_to(ts(2026, 2, 1, 1))
     inv = client.v1.invoices.retrieve(str(client.v1.subscriptions.retrieve(sub.id).latest_invoice))
     assert (inv.total, inv.starting_balance, inv.amount_due, inv.amount_paid) == (
-        3000, -500, 2500, 2500)
+        3000,
+        -500,
+        2500,
+        2500,
+    )
     assert inv.ending_balance == 0
     assert client.v1.customers.retrieve(sub.customer).balance == 0
     txns = client.v1.customers.balance_transactions.list(sub.customer)
@@ -113,14 +139,22 @@ def test_credit_balance_applies_to_next_invoice(
 def test_paid_out_of_band_and_void(client: stripe.StripeClient, double: StripeDouble) -> None:
     cus = client.v1.customers.create(params={"email": "x@y.test"})
     price = make_plan(client, unit_amount=1000)
-    sub = client.v1.subscriptions.create(params={"customer": cus.id,
-                                                 "items": [{"price": price}]})
+    sub = client.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price}]})
     double.advance_to(ts(2026, 1, 10))
-    client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": sub.items.data[0].id, "quantity": 3}],
-        "proration_behavior": "create_prorations"})
-    inv = client.v1.invoices.create(params={"customer": cus.id, "subscription": sub.id,
-                                            "pending_invoice_items_behavior": "include"})
+    client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 3}],
+            "proration_behavior": "create_prorations",
+        },
+    )
+    inv = client.v1.invoices.create(
+        params={
+            "customer": cus.id,
+            "subscription": sub.id,
+            "pending_invoice_items_behavior": "include",
+        }
+    )
     client.v1.invoices.finalize_invoice(inv.id)
     paid = client.v1.invoices.pay(inv.id, params={"paid_out_of_band": True})
     assert paid.status == "paid"
@@ -158,10 +192,14 @@ def test_declined_always_invoice_with_error_if_incomplete_is_402_and_rolled_back
     sub = make_subscription(client, price, 8)
     double.fail_next_payments()
     with pytest.raises(stripe.CardError) as err:
-        client.v1.subscriptions.update(sub.id, params={
-            "items": [{"id": sub.items.data[0].id, "quantity": 10}],
-            "proration_behavior": "always_invoice",
-            "payment_behavior": "error_if_incomplete"})
+        client.v1.subscriptions.update(
+            sub.id,
+            params={
+                "items": [{"id": sub.items.data[0].id, "quantity": 10}],
+                "proration_behavior": "always_invoice",
+                "payment_behavior": "error_if_incomplete",
+            },
+        )
     assert err.value.http_status == 402 and err.value.code == "card_declined"
     assert client.v1.subscriptions.retrieve(sub.id).items.data[0].quantity == 8
     assert len(client.v1.invoices.list(params={"customer": sub.customer}).data) == 1
@@ -171,9 +209,13 @@ def test_events_list_and_retrieve(client: stripe.StripeClient, double: StripeDou
     price = make_plan(client, unit_amount=1000)
     sub = make_subscription(client, price, 1)
     double.advance_to(ts(2026, 1, 15))
-    client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": sub.items.data[0].id, "quantity": 2}],
-        "proration_behavior": "create_prorations"})
+    client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 2}],
+            "proration_behavior": "create_prorations",
+        },
+    )
     updated = client.v1.events.list(params={"type": "customer.subscription.updated"})
     assert len(updated.data) == 1
     evt = updated.data[0]
@@ -183,8 +225,7 @@ def test_events_list_and_retrieve(client: stripe.StripeClient, double: StripeDou
     assert "items" in evt.data.previous_attributes.to_dict()
     assert client.v1.events.retrieve(evt.id).id == evt.id
     recent = client.v1.events.list(params={"created": {"gte": ts(2026, 1, 15)}})
-    assert {e.type for e in recent.data} == {"invoiceitem.created",
-                                            "customer.subscription.updated"}
+    assert {e.type for e in recent.data} == {"invoiceitem.created", "customer.subscription.updated"}
     all_types = [e["type"] for e in double.events]
     assert all_types[:3] == ["product.created", "price.created", "customer.created"]
     assert "invoice.finalized" in all_types and "invoice.paid" in all_types

@@ -26,22 +26,31 @@ def test_expand_latest_invoice_payments_and_list_data(
 
 def test_catalogue_and_customers(client: stripe.StripeClient, double: StripeDouble) -> None:
     product = client.v1.products.create(params={"name": "Seat"})
-    price = client.v1.prices.create(params={
-        "currency": "EUR", "unit_amount": 990, "product": product.id,
-        "recurring": {"interval": "month", "interval_count": 3}})
+    price = client.v1.prices.create(
+        params={
+            "currency": "EUR",
+            "unit_amount": 990,
+            "product": product.id,
+            "recurring": {"interval": "month", "interval_count": 3},
+        }
+    )
     assert price.currency == "eur" and price.recurring is not None
     assert price.recurring.interval_count == 3
     assert client.v1.products.retrieve(product.id).name == "Seat"
     assert client.v1.prices.retrieve(price.id).unit_amount == 990
-    assert [p.id for p in client.v1.prices.list(params={"product": product.id}).data] == [
-        price.id]
+    assert [p.id for p in client.v1.prices.list(params={"product": product.id}).data] == [price.id]
     cus = client.v1.customers.create(params={"email": "a@b.test", "metadata": {"acc": "7"}})
     assert client.v1.customers.retrieve(cus.id).metadata["acc"] == "7"
     assert [c.id for c in client.v1.customers.list().data] == [cus.id]
     with pytest.raises(stripe.InvalidRequestError) as err:
-        client.v1.prices.create(params={"currency": "usd", "unit_amount": 1,
-                                        "product": "prod_missing",
-                                        "recurring": {"interval": "month"}})
+        client.v1.prices.create(
+            params={
+                "currency": "usd",
+                "unit_amount": 1,
+                "product": "prod_missing",
+                "recurring": {"interval": "month"},
+            }
+        )
     assert err.value.http_status == 400 and err.value.code == "resource_missing"
 
 
@@ -51,27 +60,33 @@ def test_unknown_parameter_is_400(client: stripe.StripeClient) -> None:
     assert err.value.param == "emial" and err.value.code == "parameter_unknown"
 
 
-def test_delete_item_credits_unused_time(
-    client: stripe.StripeClient, double: StripeDouble
-) -> None:
+def test_delete_item_credits_unused_time(client: stripe.StripeClient, double: StripeDouble) -> None:
     seats = make_plan(client, unit_amount=3000, name="Seat")
     numbers = make_plan(client, unit_amount=1000, name="Number")
     cus = client.v1.customers.create(params={})
-    sub = client.v1.subscriptions.create(params={
-        "customer": cus.id,
-        "items": [{"price": seats, "quantity": 1}, {"price": numbers, "quantity": 3}]})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": cus.id,
+            "items": [{"price": seats, "quantity": 1}, {"price": numbers, "quantity": 3}],
+        }
+    )
     double.advance_to(ts(2026, 1, 16, 12))  # 15.5 of 31 days left: half the period
     number_item = sub.items.data[1].id
-    updated = client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": number_item, "deleted": True}],
-        "proration_behavior": "create_prorations"})
+    updated = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": number_item, "deleted": True}],
+            "proration_behavior": "create_prorations",
+        },
+    )
     assert [i.price.id for i in updated.items.data] == [seats]
     pending = client.v1.invoice_items.list(params={"customer": cus.id, "pending": True})
     assert [ii.amount for ii in pending.data] == [-1500]
     assert pending.data[0].description == "Unused time on 3 \u00d7 Number after 16 Jan 2026"
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.subscriptions.update(sub.id, params={
-            "items": [{"id": sub.items.data[0].id, "deleted": True}]})
+        client.v1.subscriptions.update(
+            sub.id, params={"items": [{"id": sub.items.data[0].id, "deleted": True}]}
+        )
 
 
 def test_first_payment_failure_leaves_subscription_incomplete(
@@ -95,9 +110,14 @@ def test_subscription_item_endpoint_and_list(
     sub = make_subscription(client, price, 8, billing_mode="classic")
     si = sub.items.data[0].id
     double.advance_to(ts(2026, 3, 15, 8))
-    item = client.v1.subscription_items.update(si, params={
-        "quantity": 10, "proration_behavior": "always_invoice",
-        "proration_date": ts(2026, 3, 15)})
+    item = client.v1.subscription_items.update(
+        si,
+        params={
+            "quantity": 10,
+            "proration_behavior": "always_invoice",
+            "proration_date": ts(2026, 3, 15),
+        },
+    )
     assert item.quantity == 10 and item.object == "subscription_item"
     listed = client.v1.subscription_items.list(params={"subscription": sub.id})
     assert [i.id for i in listed.data] == [si]

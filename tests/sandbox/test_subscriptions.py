@@ -20,7 +20,8 @@ def test_create_and_retrieve_shapes(client: stripe.StripeClient, double: StripeD
     assert got.billing_mode.type == "flexible"
     assert item.quantity == 8
     assert (item.current_period_start, item.current_period_end) == (
-        ts(2026, 1, 1), ts(2027, 1, 1),
+        ts(2026, 1, 1),
+        ts(2027, 1, 1),
     )
     assert item.price.unit_amount == 12000
     assert "current_period_start" not in got.to_dict()  # moved to the items
@@ -93,8 +94,11 @@ def test_monthly_example_create_prorations_lands_on_renewal(
 
     client.v1.subscription_items.update(
         si,
-        params={"quantity": 9, "proration_behavior": "create_prorations",
-                "proration_date": ts(2026, 11, 20)},
+        params={
+            "quantity": 9,
+            "proration_behavior": "create_prorations",
+            "proration_date": ts(2026, 11, 20),
+        },
     )
     pending = client.v1.invoice_items.list(params={"customer": sub.customer, "pending": True})
     amounts = sorted(ii.amount for ii in pending.data)
@@ -109,9 +113,17 @@ def test_monthly_example_create_prorations_lands_on_renewal(
     renewal = drafts.data[0]
     assert renewal.billing_reason == "subscription_cycle"
     assert renewal.created == ts(2026, 12, 1)
-    lines = {(line.amount, bool(line.parent and line.parent.subscription_item_details
-                                and line.parent.subscription_item_details.proration))
-             for line in renewal.lines.data}
+    lines = {
+        (
+            line.amount,
+            bool(
+                line.parent
+                and line.parent.subscription_item_details
+                and line.parent.subscription_item_details.proration
+            ),
+        )
+        for line in renewal.lines.data
+    }
     assert lines == {(9000, False), (-2933, True), (3300, True)}
     assert renewal.total == 9367
 
@@ -121,7 +133,8 @@ def test_monthly_example_create_prorations_lands_on_renewal(
     assert paid.number is not None
     item = client.v1.subscription_items.retrieve(si)
     assert (item.current_period_start, item.current_period_end) == (
-        ts(2026, 12, 1), ts(2027, 1, 1),
+        ts(2026, 12, 1),
+        ts(2027, 1, 1),
     )
 
 
@@ -133,13 +146,20 @@ def test_rounding_each_line_separately_can_net_366(
     sub = make_subscription(client, price, 1)
     double.advance_to(ts(2026, 11, 20))
     client.v1.subscriptions.update(
-        sub.id, params={"items": [{"id": sub.items.data[0].id, "quantity": 2}],
-                        "proration_behavior": "create_prorations"},
+        sub.id,
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 2}],
+            "proration_behavior": "create_prorations",
+        },
     )
     preview = client.v1.invoices.create_preview(params={"subscription": sub.id})
-    prorations = [line.amount for line in preview.lines.data
-                  if line.parent and line.parent.subscription_item_details
-                  and line.parent.subscription_item_details.proration]
+    prorations = [
+        line.amount
+        for line in preview.lines.data
+        if line.parent
+        and line.parent.subscription_item_details
+        and line.parent.subscription_item_details.proration
+    ]
     assert sorted(prorations) == [-367, 733]  # -366.67 and 733.33, rounded one by one
 
 
@@ -148,8 +168,11 @@ def _seat_change(
 ) -> None:
     client.v1.subscriptions.update(
         sub_id,
-        params={"items": [{"id": si, "quantity": qty}], "proration_behavior": behavior,
-                "proration_date": at},
+        params={
+            "items": [{"id": si, "quantity": qty}],
+            "proration_behavior": behavior,
+            "proration_date": at,
+        },
     )
 
 
@@ -203,36 +226,34 @@ def test_proration_date_outside_the_period_is_400(
     sub = make_subscription(client, price, 3)
     double.advance_to(ts(2026, 1, 10))
     with pytest.raises(stripe.InvalidRequestError) as err:
-        _seat_change(client, sub.id, sub.items.data[0].id, 4, "create_prorations",
-                     ts(2025, 12, 31))
+        _seat_change(client, sub.id, sub.items.data[0].id, 4, "create_prorations", ts(2025, 12, 31))
     assert err.value.http_status == 400
     assert err.value.param == "proration_date"
     # Nothing changed.
     assert client.v1.subscriptions.retrieve(sub.id).items.data[0].quantity == 3
 
 
-def test_item_without_id_adds_a_new_item(
-    client: stripe.StripeClient, double: StripeDouble
-) -> None:
+def test_item_without_id_adds_a_new_item(client: stripe.StripeClient, double: StripeDouble) -> None:
     seats = make_plan(client, unit_amount=1000, name="Seat")
     numbers = make_plan(client, unit_amount=500, name="Number")
     sub = make_subscription(client, seats, 5)
     updated = client.v1.subscriptions.update(
-        sub.id, params={"items": [{"price": numbers, "quantity": 2}],
-                        "proration_behavior": "none"},
+        sub.id,
+        params={"items": [{"price": numbers, "quantity": 2}], "proration_behavior": "none"},
     )
     assert [(i.price.id, i.quantity) for i in updated.items.data] == [(seats, 5), (numbers, 2)]
     # Forgetting the id while sending the same price again is rejected, as Stripe does.
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.subscriptions.update(
-            sub.id, params={"items": [{"price": seats, "quantity": 6}],
-                            "proration_behavior": "none"},
+            sub.id,
+            params={"items": [{"price": seats, "quantity": 6}], "proration_behavior": "none"},
         )
     assert "same plan" in str(err.value)
     # Without id and without price there is nothing to add.
     with pytest.raises(stripe.InvalidRequestError) as err2:
         client.v1.subscriptions.update(
-            sub.id, params={"items": [{"quantity": 6}], "proration_behavior": "none"},
+            sub.id,
+            params={"items": [{"quantity": 6}], "proration_behavior": "none"},
         )
     assert err2.value.param == "items[0][price]"
 
@@ -302,7 +323,8 @@ def test_non_integer_quantity_and_unknown_ids(
     sub = make_subscription(client, price, 1)
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.subscription_items.update(
-            sub.items.data[0].id, params={"quantity": "1.5"}  # type: ignore[typeddict-item]
+            sub.items.data[0].id,
+            params={"quantity": "1.5"},  # type: ignore[typeddict-item]
         )
     assert err.value.http_status == 400 and err.value.param == "quantity"
     with pytest.raises(stripe.InvalidRequestError) as missing:
@@ -310,6 +332,7 @@ def test_non_integer_quantity_and_unknown_ids(
     assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
     with pytest.raises(stripe.InvalidRequestError) as unknown:
         client.v1.subscriptions.update(
-            sub.id, params={"billing_cycle_anchor": "unchanged"}  # type: ignore[typeddict-item]
+            sub.id,
+            params={"billing_cycle_anchor": "unchanged"},  # type: ignore[typeddict-item]
         )
     assert unknown.value.param == "billing_cycle_anchor"
