@@ -1002,15 +1002,13 @@ class Engine:
         inv.next_payment_attempt = end + RENEWAL_FINALIZE_DELAY
         return inv
 
-    def preview_pending(self, customer: Customer, s: Subscription | None,
-                        preview_id: str) -> Invoice:
-        """The invoice ``always_invoice`` (or a manual invoice) would produce now."""
+    def preview_pending(self, customer: Customer, s: Subscription, preview_id: str) -> Invoice:
+        """The invoice ``always_invoice`` would produce now (on a silent clone)."""
         inv = self._new_invoice(
-            customer, s, billing_reason="upcoming" if s is None else "subscription_update",
+            customer, s, billing_reason="subscription_update",
             auto_advance=True, period=(self.now, self.now), invoice_id=preview_id,
         )
-        self._attach_pending(inv, customer.id, s.id if s else None, line_prefix="il_tmp",
-                             attach=False)
+        self._attach_pending(inv, customer.id, s.id, line_prefix="il_tmp", attach=False)
         self._preview_balance(inv)
         return inv
 

@@ -672,15 +672,17 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
     check_known(p, ["customer", "subscription", "subscription_details", "preview_mode"])
     sub_id = opt_str(p, "subscription")
     cust_id = opt_str(p, "customer")
-    if sub_id is None and cust_id is None:
-        raise missing_param("customer")
-    s = e.subscription(sub_id, param="subscription") if sub_id else None
-    if cust_id is not None:
-        customer = e.customer(cust_id, param="customer")
-    else:
-        assert s is not None
-        customer = e.customer(s.customer)
-    if s is not None and s.customer != customer.id:
+    if sub_id is None:
+        # Since 2025-03-31.basil a customer-wide "next invoice" preview is gone; previews
+        # of new subscriptions or bare invoice items are not modelled by the sandbox.
+        raise bad_request(
+            "You must pass `subscription` to preview an invoice (the Stripe sandbox does not "
+            "model previews of new subscriptions, schedules or bare invoice items).",
+            param="subscription",
+        )
+    s = e.subscription(sub_id, param="subscription")
+    customer = e.customer(cust_id, param="customer") if cust_id else e.customer(s.customer)
+    if s.customer != customer.id:
         raise bad_request("The subscription does not belong to this customer.",
                           param="subscription")
     details = opt_dict(p, "subscription_details") or {}
@@ -692,8 +694,8 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
                         "subscription_details[proration_behavior]") or "create_prorations"
     proration_date = opt_int(details, "proration_date", "subscription_details[proration_date]")
     raw_items = opt_list(details, "items", "subscription_details[items]")
-    cs = clone.books.subscriptions[s.id] if s is not None else None
-    if cs is not None and (raw_items or proration_date is not None):
+    cs = clone.books.subscriptions[s.id]
+    if raw_items or proration_date is not None:
         changes = _parse_items(raw_items or [], for_update=True,
                                param="subscription_details[items]")
         # Build the prorations but leave them pending: the preview shows them.
@@ -705,9 +707,7 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
             payment_behavior="allow_incomplete",
         )
     ccust = clone.books.customers[customer.id]
-    if cs is None:
-        inv = clone.preview_pending(ccust, None, preview_id)
-    elif behavior == "always_invoice":
+    if behavior == "always_invoice":
         inv = clone.preview_pending(ccust, cs, preview_id)
     else:
         if cs.status == "canceled":

@@ -249,3 +249,10 @@ def test_webhook_deliveries_pass_construct_event(
         stripe.Webhook.construct_event(body, header, "whsec_wrong")
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(body + b" ", header, "whsec_test_secret")
+
+
+def test_customer_only_preview_is_rejected(client: stripe.StripeClient) -> None:
+    cus = client.v1.customers.create(params={})
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.invoices.create_preview(params={"customer": cus.id})
+    assert err.value.param == "subscription"
