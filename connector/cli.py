@@ -17,7 +17,10 @@ def _settings(ctx: click.Context) -> Settings:
 
 @click.group()
 @click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
     help="TOML file (default: $SEATSYNC_CONFIG, else ./seatsync.toml if present)",
 )
 @click.pass_context
@@ -27,6 +30,10 @@ def main(ctx: click.Context, config_file: str | None) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for chatty in ("stripe", "alembic"):  # one line per HTTP call / migration step
+        logging.getLogger(chatty).setLevel(
+            max(logging.WARNING, logging.getLevelName(settings.log_level))
+        )
     ctx.obj = settings
 
 
@@ -55,7 +62,8 @@ def apikey() -> None:
 @apikey.command("create")
 @click.option("--name", required=True, help="who will use it, e.g. 'product-backend'")
 @click.option(
-    "--scopes", required=True,
+    "--scopes",
+    required=True,
     help="comma-separated: seats:write, seats:read, billing:read, ops:write",
 )
 @click.pass_context

@@ -7,14 +7,23 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from connector.domain.proration import Granularity
 from connector.domain.seats import HolderState, Policy
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-StripeId = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+StripeId = Annotated[
+    str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")
+]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
 
 
@@ -70,7 +79,10 @@ class SeatTypeContract(Strict):
     policy: Policy = Policy.MANUAL
     floor: int = Field(default=0, strict=True, ge=0, le=1_000_000, description="minimum commitment")
     licences: int | None = Field(
-        default=None, strict=True, ge=0, le=1_000_000,
+        default=None,
+        strict=True,
+        ge=0,
+        le=1_000_000,
         description="licences held now; default: the item's Stripe quantity (0 when creating)",
     )
     extra_seats_allowed: bool | None = Field(

@@ -28,7 +28,7 @@ from connector.adapters.migrate import upgrade
 from connector.adapters.models import Base
 from connector.adapters.stripe_port import StripeClientPort
 from connector.app import create_app
-from connector.config import Settings
+from connector.config import Settings, StripeSettings
 from connector.services.apikeys import Scope, create_key
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.responses_adapter import install
@@ -51,8 +51,10 @@ class Database:
     connect_args: dict[str, Any]
 
     def engine(self) -> Engine:
-        return make_engine(self.url, connect_args=self.connect_args) if self.connect_args else (
-            make_engine(self.url)
+        return (
+            make_engine(self.url, connect_args=self.connect_args)
+            if self.connect_args
+            else (make_engine(self.url))
         )
 
 
@@ -139,7 +141,7 @@ def clock(double: StripeDouble) -> Callable[[], datetime]:
 def settings(database: Database) -> Settings:
     return Settings(
         database_url=database.url,
-        stripe={"api_key": "sk_test_seatsync", "api_base": STRIPE_API_BASE},  # type: ignore[arg-type]
+        stripe=StripeSettings(api_key="sk_test_seatsync", api_base=STRIPE_API_BASE),
     )
 
 

@@ -6,10 +6,10 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Response, jsonify
-from sqlalchemy.orm import Session
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from connector.api.context import run_change, scoped, wiring
 from connector.schemas import (
@@ -39,8 +39,13 @@ bp = APIBlueprint(
     abp_tags=[Tag(name="seats", description="for product backends")],
     abp_security=[{"bearer": []}],
     abp_responses={
-        400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 415: ErrorBody,
-        422: ErrorBody, 503: ErrorBody,
+        400: ErrorBody,
+        401: ErrorBody,
+        403: ErrorBody,
+        404: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        503: ErrorBody,
     },
 )
 CHANGE_RESPONSES: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
@@ -76,9 +81,7 @@ def _seat_change(result: SeatChangeResult) -> SeatChange:
         stripe_quantity=result.stripe_quantity,
         expected_charge=Money(amount=result.expected_charge, currency=result.currency),
         proration_behavior=result.proration_behavior,
-        holder=None
-        if holder is None
-        else HolderView.model_validate(holder, from_attributes=True),
+        holder=None if holder is None else HolderView.model_validate(holder, from_attributes=True),
     )
 
 
@@ -95,6 +98,7 @@ def _check_quantity(quantity: int) -> None:
 @scoped(BP, Scope.SEATS_WRITE)
 def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> Response:
     """Register a contract: link an existing Stripe subscription, or create one for a customer."""
+
     def change(session: Session, ctx: ChangeContext) -> PlanView:
         subscription = registration.register_subscription(
             session, wiring().stripe, ctx, body, header.idempotency_key

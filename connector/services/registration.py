@@ -166,11 +166,15 @@ def register_subscription(
         session.flush()
         counts = SeatCounts(licences=licences, peak=seat_type.peak, in_use=0)
         record_change(
-            session, ctx, subscription, seat_type, counts, counts,
+            session,
+            ctx,
+            subscription,
+            seat_type,
+            counts,
+            counts,
             action="register",
             stripe_quantity_before=item.quantity,
             reason=f"registered; Stripe item {item.stripe_subscription_item_id} holds "
             f"{item.quantity} at {item.unit_amount} {item.currency}/{item.interval}",
         )
     return subscription
-

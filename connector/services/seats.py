@@ -71,7 +71,9 @@ def find_subscription(session: Session, subscription_ref: str) -> Subscription:
         )
     ).first()
     if found is None:
-        raise NotFound("unknown_subscription", f"no subscription {subscription_ref!r} is registered")
+        raise NotFound(
+            "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
+        )
     return found
 
 
@@ -111,11 +113,14 @@ def period_of(subscription: Subscription) -> Period:
 
 
 def count_in_use(session: Session, seat_type: SeatType) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Holder)
-        .where(Holder.seat_type_id == seat_type.id, Holder.state == HolderState.ACTIVE.value)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Holder)
+            .where(Holder.seat_type_id == seat_type.id, Holder.state == HolderState.ACTIVE.value)
+        )
+        or 0
+    )
 
 
 def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
@@ -275,8 +280,15 @@ def buy_licences(
     subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
     after = _apply(lambda: domain.buy(terms_of(seat_type), before, quantity))
     entry = record_change(
-        session, ctx, subscription, seat_type, before, after,
-        action="buy", quantity=quantity, reason=f"bought {quantity} licence(s)",
+        session,
+        ctx,
+        subscription,
+        seat_type,
+        before,
+        after,
+        action="buy",
+        quantity=quantity,
+        reason=f"bought {quantity} licence(s)",
     )
     return _result(entry, seat_type, after)
 
@@ -287,8 +299,14 @@ def release_licences(
     subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
     after = _apply(lambda: domain.release(terms_of(seat_type), before, quantity))
     entry = record_change(
-        session, ctx, subscription, seat_type, before, after,
-        action="release", quantity=quantity,
+        session,
+        ctx,
+        subscription,
+        seat_type,
+        before,
+        after,
+        action="release",
+        quantity=quantity,
         reason=f"released {quantity} licence(s), effective at renewal; no credit",
     )
     return _result(entry, seat_type, after)
@@ -317,15 +335,28 @@ def assign_holder(
             "PATCH it to change its state or groups",
         )
     terms = terms_of(seat_type)
-    after = _apply(lambda: domain.occupy(terms, before)) if domain.occupies_licence(state) else before
+    after = (
+        _apply(lambda: domain.occupy(terms, before)) if domain.occupies_licence(state) else before
+    )
     holder = Holder(
-        seat_type_id=seat_type.id, holder_id=holder_id, state=state.value,
-        groups=sorted(set(groups)), assigned_at=ctx.now, updated_at=ctx.now,
+        seat_type_id=seat_type.id,
+        holder_id=holder_id,
+        state=state.value,
+        groups=sorted(set(groups)),
+        assigned_at=ctx.now,
+        updated_at=ctx.now,
     )
     session.add(holder)
     entry = record_change(
-        session, ctx, subscription, seat_type, before, after,
-        action="assign", holder_id=holder_id, reason=f"assigned {holder_id} ({state.value})",
+        session,
+        ctx,
+        subscription,
+        seat_type,
+        before,
+        after,
+        action="assign",
+        holder_id=holder_id,
+        reason=f"assigned {holder_id} ({state.value})",
     )
     return _result(entry, seat_type, after, holder)
 
@@ -360,8 +391,14 @@ def update_holder(
     if groups is not None:
         changes.append(f"groups {holder.groups}")
     entry = record_change(
-        session, ctx, subscription, seat_type, before, after,
-        action="update_holder", holder_id=holder_id,
+        session,
+        ctx,
+        subscription,
+        seat_type,
+        before,
+        after,
+        action="update_holder",
+        holder_id=holder_id,
         reason=f"{holder_id}: " + (", ".join(changes) or "no change"),
     )
     return _result(entry, seat_type, after, holder)
@@ -377,8 +414,14 @@ def unassign_holder(
     after = domain.vacate(before) if domain.occupies_licence(HolderState(holder.state)) else before
     session.delete(holder)
     entry = record_change(
-        session, ctx, subscription, seat_type, before, after,
-        action="unassign", holder_id=holder_id,
+        session,
+        ctx,
+        subscription,
+        seat_type,
+        before,
+        after,
+        action="unassign",
+        holder_id=holder_id,
         reason=f"unassigned {holder_id}; its licence is free"
         + (" and lapses at renewal" if seat_type.policy == Policy.AUTO else ""),
     )

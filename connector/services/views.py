@@ -8,7 +8,14 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector.adapters.models import Account, Holder, LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.adapters.models import (
+    Account,
+    Holder,
+    LedgerEntry,
+    OutboxRecord,
+    SeatType,
+    Subscription,
+)
 from connector.domain import seats as domain
 from connector.domain.proration import ProrationBehavior, plan_charge, prorated_charge
 from connector.domain.seats import SeatRefusal
@@ -34,7 +41,9 @@ from connector.services.seats import (
 def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:
     return list(
         session.scalars(
-            select(SeatType).where(SeatType.subscription_id == subscription.id).order_by(SeatType.id)
+            select(SeatType)
+            .where(SeatType.subscription_id == subscription.id)
+            .order_by(SeatType.id)
         )
     )
 
@@ -54,11 +63,14 @@ def _holder_counts(session: Session, seat_type: SeatType) -> HolderCounts:
 
 
 def _pending(session: Session, seat_type: SeatType) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(OutboxRecord)
-        .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status != "done")
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxRecord)
+            .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status != "done")
+        )
+        or 0
+    )
 
 
 def plan_view(session: Session, subscription_ref: str) -> PlanView:
@@ -128,7 +140,8 @@ def quote(
     seat_type = next((s for s in seat_types if s.name == seat_type_name), None)
     if seat_type is None:
         raise NotFound(
-            "unknown_seat_type", f"subscription {subscription.id} has no seat type {seat_type_name!r}"
+            "unknown_seat_type",
+            f"subscription {subscription.id} has no seat type {seat_type_name!r}",
         )
     terms, before = terms_of(seat_type), counts_of(session, seat_type)
     period = period_of(subscription)

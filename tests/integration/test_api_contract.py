@@ -29,7 +29,9 @@ def test_missing_or_unknown_key_is_401(client: FlaskClient, contract: dict[str, 
 
 
 def test_key_without_the_scope_is_403_and_changes_nothing(
-    client: FlaskClient, make_key: Callable[..., str], contract: dict[str, Any],
+    client: FlaskClient,
+    make_key: Callable[..., str],
+    contract: dict[str, Any],
     auth: dict[str, str],
 ) -> None:
     reader = {"Authorization": f"Bearer {make_key(Scope.SEATS_READ)}"}
@@ -106,8 +108,13 @@ BAD_BUYS = [
 
 @pytest.mark.parametrize(("body", "content_type", "status", "code"), BAD_BUYS)
 def test_bad_input_is_a_clear_4xx_and_changes_nothing(
-    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any],
-    body: str, content_type: str, status: int, code: str,
+    client: FlaskClient,
+    auth: dict[str, str],
+    contract: dict[str, Any],
+    body: str,
+    content_type: str,
+    status: int,
+    code: str,
 ) -> None:
     path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
     response = client.post(path, data=body, headers={**auth, "Content-Type": content_type})
@@ -173,8 +180,10 @@ def test_unknown_stripe_subscription_is_404_and_stores_nothing(
 ) -> None:
     response = client.post(
         "/v1/subscriptions",
-        json={"stripe_subscription_id": "sub_missing", "seat_types": [
-            {"name": "users", "stripe_price_id": "price_x"}]},
+        json={
+            "stripe_subscription_id": "sub_missing",
+            "seat_types": [{"name": "users", "stripe_price_id": "price_x"}],
+        },
         headers=auth,
     )
     assert response.status_code == 404

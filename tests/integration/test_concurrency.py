@@ -63,11 +63,11 @@ def test_parallel_purchases_are_all_counted(
     assert run_together([buy] * THREADS) == Counter({200: THREADS})
     users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
     assert (users["licences"], users["peak"], users["billed_quantity_now"]) == (
-        2 + THREADS, 2 + THREADS, 2 + THREADS,
+        2 + THREADS,
+        2 + THREADS,
+        2 + THREADS,
     )
-    ledger = client.get(
-        f"/v1/subscriptions/{view['id']}/ledger?limit=100", headers=auth
-    ).json or {}
+    ledger = client.get(f"/v1/subscriptions/{view['id']}/ledger?limit=100", headers=auth).json or {}
     buys = [entry for entry in ledger["data"] if entry["action"] == "buy"]
     # Each purchase saw the one before it: the licence counts form one unbroken chain.
     assert sorted(entry["licences_after"] for entry in buys) == list(range(3, 3 + THREADS))

@@ -42,11 +42,9 @@ def served_routes(app: Any) -> set[tuple[str, str]]:
 
 
 def test_spec_lists_exactly_the_served_routes(app: Any, client: FlaskClient) -> None:
-    documented = {
-        (method, path) for path, ops in spec(client)["paths"].items() for method in ops
-    }
+    documented = {(method, path) for path, ops in spec(client)["paths"].items() for method in ops}
     assert documented == served_routes(app)
-    assert API_MD_PATHS <= documented
+    assert documented >= API_MD_PATHS
 
 
 def test_every_v1_operation_needs_a_bearer_key_and_documents_its_errors(

@@ -64,19 +64,26 @@ def test_linking_reads_items_prices_and_period_from_stripe(
 
 
 def test_buying_above_the_peak_is_charged_pro_rata_and_queued_for_stripe(
-    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient,
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
     double: StripeDouble,
 ) -> None:
     view = link(client, auth, stripe_client)
     double.advance_to(int(utc(2026, 9, 15, 8).timestamp()))
     response = client.post(
-        f"/v1/subscriptions/{view['id']}/seats/users/licenses", json={"quantity": 2},
+        f"/v1/subscriptions/{view['id']}/seats/users/licenses",
+        json={"quantity": 2},
         headers=auth,
     )
     assert response.status_code == 200, response.json
     change = response.json
     assert change is not None
-    assert (change["licences"], change["billed_quantity"], change["stripe_quantity"]) == (10, 10, 10)
+    assert (change["licences"], change["billed_quantity"], change["stripe_quantity"]) == (
+        10,
+        10,
+        10,
+    )
     # Period 2026-03-15 10:30 .. 2027-03-15 10:30; t0 = 2026-09-15 00:00; 2 seats x 120.00.
     period = (utc(2027, 3, 15, 10, 30) - utc(2026, 3, 15, 10, 30)).total_seconds()
     remaining = (utc(2027, 3, 15, 10, 30) - utc(2026, 9, 15)).total_seconds()
@@ -125,7 +132,8 @@ def test_holders_occupy_licences_and_manual_refuses_without_a_free_one(
     assert users["free_licences"] == 0
     in_use = client.post(
         f"/v1/subscriptions/{view['id']}/seats/users/licenses/release",
-        json={"quantity": 1}, headers=auth,
+        json={"quantity": 1},
+        headers=auth,
     )
     assert in_use.status_code == 409
     assert in_use.json["error"]["code"] == "licence_in_use"  # type: ignore[index]
@@ -152,7 +160,8 @@ def test_plan_without_extra_seats_refuses_to_sell_more(
 ) -> None:
     view = link(client, auth, stripe_client, quantity=1, floor=1, extra_seats_allowed=False)
     refused = client.post(
-        f"/v1/subscriptions/{view['id']}/seats/users/licenses", json={"quantity": 1},
+        f"/v1/subscriptions/{view['id']}/seats/users/licenses",
+        json={"quantity": 1},
         headers=auth,
     )
     assert refused.status_code == 409
@@ -160,7 +169,9 @@ def test_plan_without_extra_seats_refuses_to_sell_more(
 
 
 def test_quote_previews_the_charge_and_changes_nothing(
-    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient,
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
     double: StripeDouble,
 ) -> None:
     view = link(client, auth, stripe_client, quantity=8, floor=5)

@@ -1,0 +1,120 @@
+"""`seatsync demo`: the connector and a local Stripe sandbox on this machine, no account.
+
+The sandbox is a fake Stripe kept in memory (a test and demo tool, never real money), so
+the demo database is created afresh each run to match it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import stripe
+from flask import Flask
+from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+
+from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.migrate import upgrade
+from connector.adapters.stripe_port import make_stripe_client
+from connector.app import create_app
+from connector.config import Settings, StripeSettings
+from connector.services.apikeys import Scope, create_key
+from stripe_sandbox.double import StripeDouble
+from stripe_sandbox.server import create_sandbox_app
+
+DEMO_STRIPE_KEY = "sk_test_seatsync_demo"
+
+
+def _serve_in_background(app: Flask, port: int, name: str) -> None:
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+
+
+def _fresh_sqlite(database_url: str) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.database + suffix).unlink(missing_ok=True)
+
+
+def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str]:
+    """A customer on a yearly 120.00-per-user price, 8 users."""
+    customer = client.v1.customers.create({"name": "Acme GmbH", "email": "billing@acme.test"})
+    price = client.v1.prices.create(
+        {
+            "currency": "eur",
+            "unit_amount": 12000,
+            "recurring": {"interval": "year"},
+            "product_data": {"name": "User licence"},
+        }
+    )
+    subscription = client.v1.subscriptions.create(
+        {"customer": customer.id, "items": [{"price": price.id, "quantity": 8}]}
+    )
+    return subscription.id, price.id
+
+
+def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    _serve_in_background(
+        create_sandbox_app(StripeDouble(int(time.time())), webhook_url=None),
+        sandbox_port,
+        "stripe-sandbox",
+    )
+    settings = Settings(
+        database_url=database_url,
+        stripe=StripeSettings(api_key=DEMO_STRIPE_KEY, api_base=sandbox_url),
+    )
+    _fresh_sqlite(database_url)
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with make_session_factory(engine).begin() as session:
+        key = create_key(session, "demo", list(Scope), datetime.now(UTC))
+
+    stripe_subscription_id, price_id = _demo_subscription(make_stripe_client(settings.stripe))
+    app = create_app(settings, engine=engine)
+    registered = app.test_client().post(
+        "/v1/subscriptions",
+        json={
+            "stripe_subscription_id": stripe_subscription_id,
+            "seat_types": [
+                {"name": "users", "stripe_price_id": price_id, "policy": "manual", "floor": 5}
+            ],
+        },
+        headers={"Authorization": f"Bearer {key.secret}"},
+    )
+    if registered.status_code != 201:
+        raise SystemExit(f"demo contract was refused: {registered.json}")
+    subscription_id = (registered.json or {})["id"]
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"""
+seatsync demo — connector and a FAKE local Stripe (no account, no real money)
+
+  connector        {base}
+  OpenAPI          {base}/v1/openapi.json
+  Stripe sandbox   {sandbox_url}/_sandbox/state
+  database         {database_url} (recreated each run)
+
+  API key (all scopes):  {key.secret}
+  demo subscription:     {subscription_id}  (Stripe {stripe_subscription_id}, 8 users, floor 5)
+
+Try:
+  export KEY={key.secret} SUB={subscription_id}
+  curl -s {base}/v1/subscriptions/$SUB -H "Authorization: Bearer $KEY"
+  curl -s -X POST {base}/v1/subscriptions/$SUB/seats/users/quote \\
+       -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{{"quantity": 2}}'
+  curl -s -X POST {base}/v1/subscriptions/$SUB/seats/users/licenses \\
+       -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{{"quantity": 2}}'
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
