@@ -334,22 +334,22 @@ class StripeDouble:
         self, method: str, path: str, params: Params, request_id: str, idem_key: str | None
     ) -> tuple[int, Json]:
         """Run one request atomically: on any error the state is rolled back."""
-        snap = self.engine.snapshot() if method != "GET" else None
+        snap = self.engine.snapshot()
         self.engine.request = (request_id, idem_key)
         try:
-            return 200, dispatch(self.engine, method, path, params)
+            result = dispatch(self.engine, method, path, params)
         except StripeError as err:
-            if snap is not None:
-                self.engine.restore(snap)
+            self.engine.restore(snap)
             return err.status, err.body()
         except Exception:  # a sandbox bug must not take the connector's test run down
             log.exception("stripe_sandbox: internal error on %s %s", method, path)
-            if snap is not None:
-                self.engine.restore(snap)
+            self.engine.restore(snap)
             return 500, StripeError(500, "Internal sandbox error (see the log).",
                                     type="api_error").body()
         finally:
             self.engine.request = (None, None)
+        self.engine.commit(snap)
+        return 200, result
 
     # --- events and webhooks -----------------------------------------------------------
 

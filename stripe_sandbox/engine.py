@@ -10,7 +10,6 @@ nothing of HTTP: the router validates parameters and calls these methods.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,13 +30,16 @@ from stripe_sandbox.objects import (
     Product,
     Subscription,
     SubscriptionItem,
+    Tracked,
     balance_transaction_json,
+    close_journal,
     customer_json,
     invoice_item_json,
     invoice_json,
     invoice_payment_json,
     line_description,
     line_item_json,
+    open_journal,
     price_json,
     product_json,
     subscription_item_json,
@@ -69,7 +71,24 @@ class ItemChange:
 
 
 @dataclass
-class ArmedFailure:
+class Snapshot:
+    """An undo point: the journal of changed objects plus table sizes and counters."""
+
+    journal: dict[int, tuple[Any, dict[str, Any]]]
+    sizes: dict[str, int]
+    counters: dict[str, int]
+    failures: list[ArmedFailure]
+    events: int
+
+
+_OBJECT_TABLES = (
+    "customers", "balance_transactions", "products", "prices", "subscriptions", "items",
+    "invoice_items", "invoices",
+)
+
+
+@dataclass
+class ArmedFailure(Tracked):
     """A payment failure a test has armed (``StripeDouble.fail_next_payments``)."""
 
     customer: str | None
@@ -124,7 +143,7 @@ class Engine:
             id=self.new_id("evt"),
             type=type_,
             created=self.now,
-            data_object=json.loads(json.dumps(obj)),
+            data_object=obj,  # serialisers build fresh dicts: no copy needed here
             previous_attributes=previous,
             request_id=req_id,
             idempotency_key=idem,
@@ -132,7 +151,7 @@ class Engine:
         self.events.append(evt)
 
     def event_json(self, evt: Event) -> Json:
-        data: Json = {"object": evt.data_object}
+        data: Json = {"object": json.loads(json.dumps(evt.data_object))}
         if evt.previous_attributes is not None:
             data["previous_attributes"] = evt.previous_attributes
         return {
@@ -148,19 +167,30 @@ class Engine:
             "type": evt.type,
         }
 
-    def snapshot(self) -> tuple[Books, int]:
-        return copy.deepcopy(self.books), len(self.events)
+    def snapshot(self) -> Snapshot:
+        """Start an undo point; end it with :meth:`commit` or :meth:`restore`."""
+        b = self.books
+        return Snapshot(
+            journal=open_journal(),
+            sizes={name: len(getattr(b, name)) for name in _OBJECT_TABLES},
+            counters=dict(b.counters),
+            failures=list(b.payment_failures),
+            events=len(self.events),
+        )
 
-    def restore(self, snap: tuple[Books, int]) -> None:
-        self.books = snap[0]
-        del self.events[snap[1]:]
+    def commit(self, snap: Snapshot) -> None:
+        close_journal(snap.journal, undo=False)
 
-    def clone_silent(self) -> Engine:
-        """A throw-away copy that records no events (for invoice previews)."""
-        other = Engine(self.now, self.api_version)
-        other.books = copy.deepcopy(self.books)
-        other.silent = True
-        return other
+    def restore(self, snap: Snapshot) -> None:
+        """Undo everything since ``snap``: changed objects, new objects, events."""
+        close_journal(snap.journal, undo=True)
+        for name, size in snap.sizes.items():
+            table = getattr(self.books, name)
+            for key in list(table)[size:]:
+                del table[key]
+        self.books.counters = snap.counters
+        self.books.payment_failures = snap.failures
+        del self.events[snap.events:]
 
     # --- lookups ----------------------------------------------------------------
 
@@ -409,7 +439,7 @@ class Engine:
                 billed_price=price.id,
             )
             self.books.items[si.id] = si
-            s.items.append(si.id)
+            s.items = [*s.items, si.id]
         customer.currency = first.currency
         self.books.subscriptions[s.id] = s
         self.emit("customer.subscription.created", self.subscription_json(s))
@@ -555,7 +585,7 @@ class Engine:
         si.quantity = new_qty
         si.price = new_price
         if ch.deleted:
-            s.items.remove(si.id)
+            s.items = [x for x in s.items if x != si.id]
         return created
 
     def _add_item(
@@ -598,7 +628,7 @@ class Engine:
             billed_price=price.id,
         )
         self.books.items[si.id] = si
-        s.items.append(si.id)
+        s.items = [*s.items, si.id]
         created: list[InvoiceItem] = []
         if behavior != "none":
             self._check_proration_date(si, proration_date)
@@ -757,7 +787,7 @@ class Engine:
     ) -> None:
         price = self.books.prices[si.price]
         product = self.books.products[price.product]
-        inv.lines.append(
+        inv.lines = [*inv.lines,
             LineItem(
                 id=self.new_id(line_prefix),
                 invoice=inv.id,
@@ -774,7 +804,7 @@ class Engine:
                 subscription_item=si.id,
                 invoice_item=None,
             )
-        )
+        ]
 
     def _pending_items(self, customer: str, subscription: str | None) -> list[InvoiceItem]:
         return [
@@ -793,7 +823,7 @@ class Engine:
             if attach:
                 ii.invoice = inv.id
             price = self.books.prices.get(ii.price) if ii.price else None
-            inv.lines.append(
+            inv.lines = [*inv.lines,
                 LineItem(
                     id=self.new_id(line_prefix),
                     invoice=inv.id,
@@ -810,7 +840,7 @@ class Engine:
                     subscription_item=ii.subscription_item,
                     invoice_item=ii.id,
                 )
-            )
+            ]
 
     def create_invoice(
         self,
@@ -906,7 +936,7 @@ class Engine:
             status="paid",
             payment_intent=self.new_id("pi"),
         )
-        inv.payments.append(pay)
+        inv.payments = [*inv.payments, pay]
         self._mark_paid(inv, amount=inv.amount_remaining)
         self.emit("invoice_payment.paid", invoice_payment_json(pay))
         return True
@@ -966,7 +996,7 @@ class Engine:
             id=self.new_id("inpay"), invoice=inv.id, amount=amount, currency=inv.currency,
             created=self.now, status="paid", payment_intent=self.new_id("pi"),
         )
-        inv.payments.append(pay)
+        inv.payments = [*inv.payments, pay]
         self.emit("invoice_payment.paid", invoice_payment_json(pay))
         if amount < remaining:
             inv.amount_paid += amount

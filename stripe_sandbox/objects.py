@@ -17,12 +17,49 @@ from stripe_sandbox.calendar_math import fmt_money
 
 Json = dict[str, Any]
 
+_JOURNALS: list[dict[int, tuple[Any, dict[str, Any]]]] = []
+"""Open undo journals (innermost last); see :class:`Tracked`."""
+
+
+class Tracked:
+    """Records an object's pre-image in every open undo journal before its first change.
+
+    This makes rolling back a failed request cost what the request touched,
+    not the size of the whole state.  Lists and dicts held by an object must be
+    replaced, not mutated in place, for the journal to see the change.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        for journal in _JOURNALS:
+            if id(self) not in journal:
+                journal[id(self)] = (self, dict(self.__dict__))
+        object.__setattr__(self, name, value)
+
+
+def open_journal() -> dict[int, tuple[Any, dict[str, Any]]]:
+    journal: dict[int, tuple[Any, dict[str, Any]]] = {}
+    _JOURNALS.append(journal)
+    return journal
+
+
+def close_journal(journal: dict[int, tuple[Any, dict[str, Any]]], *, undo: bool) -> None:
+    """Stop recording; with ``undo`` put every recorded object back as it was."""
+    for i, open_one in enumerate(_JOURNALS):
+        if open_one is journal:  # by identity: two journals may be equal
+            del _JOURNALS[i]
+            break
+    if undo:
+        for obj, before in journal.values():
+            obj.__dict__.clear()
+            obj.__dict__.update(before)
+
+
 TIMES = "\u00d7"
 """The multiplication sign (U+00D7) Stripe uses in line descriptions ("8 x Seat")."""
 
 
 @dataclass
-class Customer:
+class Customer(Tracked):
     id: str
     created: int
     email: str | None
@@ -37,7 +74,7 @@ class Customer:
 
 
 @dataclass
-class BalanceTransaction:
+class BalanceTransaction(Tracked):
     id: str
     customer: str
     amount: int
@@ -51,7 +88,7 @@ class BalanceTransaction:
 
 
 @dataclass
-class Product:
+class Product(Tracked):
     id: str
     name: str
     created: int
@@ -61,7 +98,7 @@ class Product:
 
 
 @dataclass
-class Price:
+class Price(Tracked):
     id: str
     product: str
     currency: str
@@ -76,7 +113,7 @@ class Price:
 
 
 @dataclass
-class SubscriptionItem:
+class SubscriptionItem(Tracked):
     id: str
     subscription: str
     price: str
@@ -92,7 +129,7 @@ class SubscriptionItem:
 
 
 @dataclass
-class Subscription:
+class Subscription(Tracked):
     id: str
     customer: str
     created: int
@@ -112,7 +149,7 @@ class Subscription:
 
 
 @dataclass
-class InvoiceItem:
+class InvoiceItem(Tracked):
     id: str
     customer: str
     currency: str
@@ -132,7 +169,7 @@ class InvoiceItem:
 
 
 @dataclass
-class LineItem:
+class LineItem(Tracked):
     id: str
     invoice: str
     amount: int
@@ -150,7 +187,7 @@ class LineItem:
 
 
 @dataclass
-class InvoicePayment:
+class InvoicePayment(Tracked):
     id: str
     invoice: str
     amount: int
@@ -161,7 +198,7 @@ class InvoicePayment:
 
 
 @dataclass
-class Invoice:
+class Invoice(Tracked):
     id: str
     customer: str
     currency: str

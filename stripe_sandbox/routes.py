@@ -33,7 +33,7 @@ from stripe_sandbox.form import (
     req_int,
     req_str,
 )
-from stripe_sandbox.objects import Json
+from stripe_sandbox.objects import Customer, Json, Subscription
 
 Handler = Callable[[Engine, "re.Match[str]", Params], Json]
 
@@ -688,35 +688,43 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
     details = opt_dict(p, "subscription_details") or {}
     check_known(details, ["items", "proration_date", "proration_behavior"],
                 "subscription_details")
-    clone = e.clone_silent()
-    preview_id = "upcoming_" + clone.new_id("in")
+    # Apply the change for real inside an undo point, render the invoice, undo it all.
+    snap = e.snapshot()
+    e.silent = True
+    try:
+        return _preview(e, s, customer, details)
+    finally:
+        e.silent = False
+        e.restore(snap)
+
+
+def _preview(e: Engine, s: Subscription, customer: Customer, details: Params) -> Json:
+    preview_id = "upcoming_" + e.new_id("in")
     behavior = opt_enum(details, "proration_behavior", PRORATION_BEHAVIORS,
                         "subscription_details[proration_behavior]") or "create_prorations"
     proration_date = opt_int(details, "proration_date", "subscription_details[proration_date]")
     raw_items = opt_list(details, "items", "subscription_details[items]")
-    cs = clone.books.subscriptions[s.id]
     if raw_items or proration_date is not None:
         changes = _parse_items(raw_items or [], for_update=True,
                                param="subscription_details[items]")
         # Build the prorations but leave them pending: the preview shows them.
-        clone.update_subscription(
-            cs,
+        e.update_subscription(
+            s,
             changes=changes,
             proration_behavior="create_prorations" if behavior != "none" else "none",
             proration_date=proration_date,
             payment_behavior="allow_incomplete",
         )
-    ccust = clone.books.customers[customer.id]
     if behavior == "always_invoice":
-        inv = clone.preview_pending(ccust, cs, preview_id)
+        inv = e.preview_pending(customer, s, preview_id)
     else:
-        if cs.status == "canceled":
+        if s.status == "canceled":
             raise bad_request("No upcoming invoices for a canceled subscription.",
                               code="invoice_upcoming_none")
-        inv = clone.preview_renewal(cs, preview_id)
+        inv = e.preview_renewal(s, preview_id)
     if proration_date is not None:
         inv.subscription_proration_date = proration_date
-    return clone.invoice_json(inv, preview=True)
+    return e.invoice_json(inv, preview=True)
 
 
 # --- invoice items and invoice payments ---------------------------------------------------

@@ -132,3 +132,27 @@ def test_events_paginate_newest_first(client: stripe.StripeClient, double: Strip
     assert page.has_more
     names = [e.data.object["name"] for e in page.auto_paging_iter()]
     assert names == ["c4", "c3", "c2", "c1", "c0"]
+
+
+def test_failed_request_is_rolled_back_completely(
+    client: stripe.StripeClient, double: StripeDouble
+) -> None:
+    """A 400 on the second item undoes the first item's change, its prorations and events."""
+    seats = make_plan(client, unit_amount=1000, name="Seat")
+    sub = make_subscription(client, seats, 5)
+    events_before = len(double.events)
+    double.advance_to(ts(2026, 1, 10))
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.subscriptions.update(sub.id, params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 9},
+                      {"id": "si_missing", "quantity": 1}],
+            "proration_behavior": "always_invoice"})
+    assert client.v1.subscriptions.retrieve(sub.id).items.data[0].quantity == 5
+    assert client.v1.invoice_items.list(params={"customer": sub.customer}).data == []
+    assert len(client.v1.invoices.list(params={"customer": sub.customer}).data) == 1
+    assert len(double.events) == events_before
+    # The ids the failed request used are free again: the next objects get them.
+    nxt = client.v1.subscriptions.update(sub.id, params={
+        "items": [{"id": sub.items.data[0].id, "quantity": 6}],
+        "proration_behavior": "always_invoice"})
+    assert nxt.latest_invoice == "in_Sbx00000000002"
