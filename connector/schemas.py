@@ -88,6 +88,11 @@ class SeatTypeContract(Strict):
     extra_seats_allowed: bool | None = Field(
         default=None, description="default: the subscription's setting"
     )
+    membership_required: bool = Field(
+        default=False,
+        description="user licences billed by team membership: a holder takes a licence only "
+        "while in at least one group (team) that is not archived",
+    )
 
     @model_validator(mode="after")
     def _names_an_item_or_price(self) -> SeatTypeContract:
@@ -140,6 +145,10 @@ class AssignHolder(Strict):
     groups: list[ExternalId] = Field(default_factory=list, max_length=1000)
 
 
+class GroupStateRequest(Strict):
+    archived: bool = Field(description="true archives the group (team); false restores it")
+
+
 class UpdateHolder(Strict):
     state: HolderState | None = None
     groups: list[ExternalId] | None = Field(default=None, max_length=1000)
@@ -181,6 +190,12 @@ class SeatChange(BaseModel):
     holder: HolderView | None = None
 
 
+class GroupChange(BaseModel):
+    group_id: str
+    archived: bool
+    changes: list[SeatChange] = Field(description="one per seat type whose licences moved")
+
+
 class HolderCounts(BaseModel):
     active: int
     inactive: int
@@ -210,6 +225,7 @@ class SeatTypeView(BaseModel):
     in_sync: bool = Field(description="Stripe shows what the connector expects, nothing pending")
     pending_stripe_changes: int
     extra_seats_allowed: bool
+    membership_required: bool
 
 
 class PlanView(BaseModel):

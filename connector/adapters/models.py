@@ -108,6 +108,9 @@ class SeatType(Base):
     policy: Mapped[str] = mapped_column(String(16))
     floor: Mapped[int] = mapped_column(Integer)
     extra_seats_allowed: Mapped[bool] = mapped_column(Boolean)
+    # User licences billed by team membership (seed 004, variant 2): a holder takes a
+    # licence only while in at least one group that is not archived.
+    membership_required: Mapped[bool] = mapped_column(Boolean, default=False)
     licences: Mapped[int] = mapped_column(Integer)
     peak: Mapped[int] = mapped_column(Integer)
     # The quantity Stripe was last seen to hold, and when (registration, sync, reconcile).
@@ -126,7 +129,23 @@ class Holder(Base):
     holder_id: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16))
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Whether the holder takes a licence now (from its state and groups; kept so that the
+    # licences in use are one indexed count).
+    occupies_licence: Mapped[bool] = mapped_column(Boolean)
     assigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Group(Base):
+    """A group of holders (a team) of a subscription. Unknown groups count as active."""
+
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("subscription_id", "group_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    group_id: Mapped[str] = mapped_column(String(255))
+    archived: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -16,6 +16,8 @@ from connector.schemas import (
     AssignHolder,
     ChangeHeaders,
     ErrorBody,
+    GroupChange,
+    GroupStateRequest,
     HolderView,
     LedgerPage,
     Money,
@@ -177,6 +179,27 @@ def unassign_holder(path: HolderPath, header: ChangeHeaders) -> Response:
             seats.unassign_holder(session, ctx, path.id, path.seat_type, path.holder_id)
         )
     )
+
+
+class GroupPath(SubscriptionPath):
+    group_id: str
+
+
+@bp.patch("/<id>/groups/<group_id>", responses={200: GroupChange, 409: ErrorBody})
+@scoped(BP, Scope.SEATS_WRITE)
+def set_group_state(path: GroupPath, body: GroupStateRequest, header: ChangeHeaders) -> Response:
+    """Archive or restore a group (team). Under membership billing its members who are in no
+    other active group stop taking a licence (billed until renewal, as any decrease)."""
+
+    def change(session: Session, ctx: ChangeContext) -> GroupChange:
+        result = seats.set_group_state(session, ctx, path.id, path.group_id, body.archived)
+        return GroupChange(
+            group_id=result.group_id,
+            archived=result.archived,
+            changes=[_seat_change(c) for c in result.changes],
+        )
+
+    return run_change(change)
 
 
 @bp.post("/<id>/seats/<seat_type>/quote", responses={200: Quote, 409: ErrorBody})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,9 +21,24 @@ class HolderState(StrEnum):
     ARCHIVED = "archived"
 
 
-def occupies_licence(state: HolderState) -> bool:
-    """Only active holders hold a licence (seed 003: 10 licences, 8 active users = 2 free)."""
-    return state is HolderState.ACTIVE
+def occupies_licence(
+    state: HolderState,
+    groups: Iterable[str] = (),
+    *,
+    membership_required: bool = False,
+    archived_groups: Container[str] = frozenset(),
+) -> bool:
+    """Whether a holder takes a licence.
+
+    Only active holders do (seed 003: 10 licences, 8 active users = 2 free). Under user
+    licences billed by team membership (seed 004, variant 2) an active holder also needs
+    at least one group (team) that is not archived.
+    """
+    if state is not HolderState.ACTIVE:
+        return False
+    if not membership_required:
+        return True
+    return any(group not in archived_groups for group in groups)
 
 
 class SeatRefusal(Exception):

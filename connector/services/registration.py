@@ -156,6 +156,7 @@ def register_subscription(
                 if contract.extra_seats_allowed is None
                 else contract.extra_seats_allowed
             ),
+            membership_required=contract.membership_required,
             licences=licences,
             # What Stripe has billed this period counts as paid: re-adding up to it is free.
             peak=max(licences, item.quantity),

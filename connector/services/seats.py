@@ -14,7 +14,14 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from connector.adapters.models import Holder, LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.adapters.models import (
+    Group,
+    Holder,
+    LedgerEntry,
+    OutboxRecord,
+    SeatType,
+    Subscription,
+)
 from connector.domain import seats as domain
 from connector.domain.proration import (
     ChargeTerms,
@@ -117,7 +124,7 @@ def count_in_use(session: Session, seat_type: SeatType) -> int:
         session.scalar(
             select(func.count())
             .select_from(Holder)
-            .where(Holder.seat_type_id == seat_type.id, Holder.state == HolderState.ACTIVE.value)
+            .where(Holder.seat_type_id == seat_type.id, Holder.occupies_licence.is_(True))
         )
         or 0
     )
@@ -318,6 +325,40 @@ def _find_holder(session: Session, seat_type: SeatType, holder_id: str) -> Holde
     ).first()
 
 
+def archived_groups(session: Session, subscription: Subscription) -> set[str]:
+    return set(
+        session.scalars(
+            select(Group.group_id).where(
+                Group.subscription_id == subscription.id, Group.archived.is_(True)
+            )
+        )
+    )
+
+
+def _occupies(
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    state: HolderState,
+    groups: list[str],
+) -> bool:
+    archived = archived_groups(session, subscription) if seat_type.membership_required else set()
+    return domain.occupies_licence(
+        state, groups, membership_required=seat_type.membership_required, archived_groups=archived
+    )
+
+
+def _move_licence(
+    seat_type: SeatType, before: SeatCounts, occupied: bool, occupies: bool
+) -> SeatCounts:
+    """Counts after a holder starts or stops taking a licence (or neither)."""
+    if occupies and not occupied:
+        return _apply(lambda: domain.occupy(terms_of(seat_type), before))
+    if occupied and not occupies:
+        return domain.vacate(before)
+    return before
+
+
 def assign_holder(
     session: Session,
     ctx: ChangeContext,
@@ -334,15 +375,15 @@ def assign_holder(
             f"{holder_id!r} already holds a {seat_type.name} licence: "
             "PATCH it to change its state or groups",
         )
-    terms = terms_of(seat_type)
-    after = (
-        _apply(lambda: domain.occupy(terms, before)) if domain.occupies_licence(state) else before
-    )
+    groups = sorted(set(groups))
+    occupies = _occupies(session, subscription, seat_type, state, groups)
+    after = _move_licence(seat_type, before, False, occupies)
     holder = Holder(
         seat_type_id=seat_type.id,
         holder_id=holder_id,
         state=state.value,
-        groups=sorted(set(groups)),
+        groups=groups,
+        occupies_licence=occupies,
         assigned_at=ctx.now,
         updated_at=ctx.now,
     )
@@ -376,14 +417,10 @@ def update_holder(
         raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
     old_state = HolderState(holder.state)
     new_state = state or old_state
-    after = before
-    if domain.occupies_licence(new_state) and not domain.occupies_licence(old_state):
-        after = _apply(lambda: domain.occupy(terms_of(seat_type), before))
-    elif domain.occupies_licence(old_state) and not domain.occupies_licence(new_state):
-        after = domain.vacate(before)
-    holder.state = new_state.value
-    if groups is not None:
-        holder.groups = sorted(set(groups))
+    new_groups = holder.groups if groups is None else sorted(set(groups))
+    occupies = _occupies(session, subscription, seat_type, new_state, new_groups)
+    after = _move_licence(seat_type, before, holder.occupies_licence, occupies)
+    holder.state, holder.groups, holder.occupies_licence = new_state.value, new_groups, occupies
     holder.updated_at = ctx.now
     changes = []
     if new_state is not old_state:
@@ -411,7 +448,7 @@ def unassign_holder(
     holder = _find_holder(session, seat_type, holder_id)
     if holder is None:
         raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
-    after = domain.vacate(before) if domain.occupies_licence(HolderState(holder.state)) else before
+    after = domain.vacate(before) if holder.occupies_licence else before
     session.delete(holder)
     entry = record_change(
         session,
@@ -426,3 +463,70 @@ def unassign_holder(
         + (" and lapses at renewal" if seat_type.policy == Policy.AUTO else ""),
     )
     return _result(entry, seat_type, after)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChangeResult:
+    group_id: str
+    archived: bool
+    changes: list[SeatChangeResult]
+
+
+def set_group_state(
+    session: Session, ctx: ChangeContext, subscription_ref: str, group_id: str, archived: bool
+) -> GroupChangeResult:
+    """Archive or restore a group (team). Holders of membership-billed seat types who are in
+    no other active group stop (or start again) taking a licence; under `auto` a licence
+    freed this way lapses at renewal, so billing stops from the next period (seed 004)."""
+    subscription = find_subscription(session, subscription_ref)
+    seat_types = list(
+        session.scalars(
+            select(SeatType)
+            .where(SeatType.subscription_id == subscription.id, SeatType.membership_required)
+            .order_by(SeatType.id)
+            .with_for_update()
+        )
+    )
+    roll_period_if_due(session, subscription, ctx.now)
+    group = session.scalars(
+        select(Group).where(Group.subscription_id == subscription.id, Group.group_id == group_id)
+    ).first()
+    if group is None:
+        group = Group(subscription_id=subscription.id, group_id=group_id, archived=archived)
+        session.add(group)
+    group.archived, group.updated_at = archived, ctx.now
+    session.flush()
+    archived_now = archived_groups(session, subscription)
+    changes = []
+    for seat_type in seat_types:
+        before = counts_of(session, seat_type)
+        after = before
+        members = [
+            holder
+            for holder in session.scalars(select(Holder).where(Holder.seat_type_id == seat_type.id))
+            if group_id in holder.groups
+        ]
+        for holder in members:
+            occupies = domain.occupies_licence(
+                HolderState(holder.state),
+                holder.groups,
+                membership_required=True,
+                archived_groups=archived_now,
+            )
+            after = _move_licence(seat_type, after, holder.occupies_licence, occupies)
+            holder.occupies_licence = occupies
+        if after != before:
+            entry = record_change(
+                session,
+                ctx,
+                subscription,
+                seat_type,
+                before,
+                after,
+                action="archive_group" if archived else "restore_group",
+                reason=f"group {group_id} {'archived' if archived else 'restored'}: "
+                f"{abs(after.in_use - before.in_use)} holder(s) "
+                f"{'stop' if after.in_use < before.in_use else 'start'} taking a licence",
+            )
+            changes.append(_result(entry, seat_type, after))
+    return GroupChangeResult(group_id=group_id, archived=archived, changes=changes)

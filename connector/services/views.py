@@ -111,6 +111,7 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
                 in_sync=pending == 0 and seat_type.stripe_quantity == expected,
                 pending_stripe_changes=pending,
                 extra_seats_allowed=terms.extra_seats_allowed,
+                membership_required=seat_type.membership_required,
             )
         )
     return PlanView(

@@ -76,6 +76,21 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "groups",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("group_id", sa.String(length=255), nullable=False),
+        sa.Column("archived", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            name=op.f("fk_groups_subscription_id_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_groups")),
+        sa.UniqueConstraint("subscription_id", "group_id", name=op.f("uq_groups_subscription_id")),
+    )
+    op.create_table(
         "seat_types",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("subscription_id", sa.String(length=40), nullable=False),
@@ -88,6 +103,7 @@ def upgrade() -> None:
         sa.Column("policy", sa.String(length=16), nullable=False),
         sa.Column("floor", sa.Integer(), nullable=False),
         sa.Column("extra_seats_allowed", sa.Boolean(), nullable=False),
+        sa.Column("membership_required", sa.Boolean(), nullable=False),
         sa.Column("licences", sa.Integer(), nullable=False),
         sa.Column("peak", sa.Integer(), nullable=False),
         sa.Column("stripe_quantity", sa.Integer(), nullable=False),
@@ -110,6 +126,7 @@ def upgrade() -> None:
         sa.Column("holder_id", sa.String(length=255), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("groups", sa.JSON(), nullable=False),
+        sa.Column("occupies_licence", sa.Boolean(), nullable=False),
         sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -199,6 +216,7 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("holders")
     op.drop_table("seat_types")
+    op.drop_table("groups")
     op.drop_table("subscriptions")
     op.drop_table("idempotent_requests")
     op.drop_table("api_keys")

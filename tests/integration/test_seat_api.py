@@ -196,3 +196,50 @@ def test_subscriptions_are_found_by_stripe_id_too(
     by_stripe_id = client.get(f"/v1/subscriptions/{view['stripe_subscription_id']}", headers=auth)
     assert by_stripe_id.status_code == 200
     assert by_stripe_id.json["id"] == view["id"]  # type: ignore[index]
+
+
+def test_membership_billing_stops_billing_members_of_archived_teams_from_the_next_period(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    price = stripe_setup.price(stripe_client, 500, interval="month")
+    sub = stripe_setup.subscription(stripe_client, [(price, 2)])
+    view = (
+        client.post(
+            "/v1/subscriptions",
+            json={
+                "stripe_subscription_id": sub.id,
+                "seat_types": [
+                    {
+                        "name": "users",
+                        "stripe_price_id": price,
+                        "policy": "auto",
+                        "membership_required": True,
+                    }
+                ],
+            },
+            headers=auth,
+        ).json
+        or {}
+    )
+    holders = f"/v1/subscriptions/{view['id']}/seats/users/holders"
+    client.put(f"{holders}/u1", json={"groups": ["t1"]}, headers=auth)
+    client.put(f"{holders}/u2", json={"groups": ["t1", "t2"]}, headers=auth)
+    in_no_team = client.put(f"{holders}/u3", json={}, headers=auth).json or {}
+    assert in_no_team["licences"] == 2  # u3 is in no active team: not billable
+    archived = client.patch(
+        f"/v1/subscriptions/{view['id']}/groups/t1", json={"archived": True}, headers=auth
+    )
+    assert archived.status_code == 200, archived.json
+    change = (archived.json or {})["changes"][0]
+    # u1 was only in t1: its licence is free now, still billed, and lapses at renewal.
+    assert (change["licences"], change["billed_quantity"], change["stripe_quantity"]) == (2, 2, 1)
+    users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
+    assert (users["free_licences"], users["billed_quantity_at_renewal"]) == (1, 1)
+    restored = (
+        client.patch(
+            f"/v1/subscriptions/{view['id']}/groups/t1", json={"archived": False}, headers=auth
+        ).json
+        or {}
+    )
+    assert restored["changes"][0]["licences"] == 2  # u1 takes its free licence back
+    assert restored["changes"][0]["expected_charge"]["amount"] == 0

@@ -15,6 +15,7 @@ from connector.domain.proration import (
     prorated_charge,
 )
 from connector.domain.seats import (
+    HolderState,
     Policy,
     SeatCounts,
     SeatRefusal,
@@ -24,6 +25,7 @@ from connector.domain.seats import (
     billed_now,
     buy,
     free_licences,
+    occupies_licence,
     occupy,
     over_allocation,
     release,
@@ -205,3 +207,29 @@ def test_monthly_periods_follow_the_anchor_and_clamp_to_month_end(
     from connector.domain.proration import period_containing
 
     assert period_containing(utc(2026, 1, 31), "month", 1, moment) == Period(start, end)
+
+
+@pytest.mark.parametrize(
+    ("state", "groups", "membership_required", "archived", "occupies"),
+    [
+        (HolderState.ACTIVE, [], False, set(), True),
+        (HolderState.INACTIVE, [], False, set(), False),
+        (HolderState.ARCHIVED, ["t1"], True, set(), False),
+        (HolderState.ACTIVE, [], True, set(), False),  # in no team
+        (HolderState.ACTIVE, ["t1"], True, {"t1"}, False),  # only team archived
+        (HolderState.ACTIVE, ["t1", "t2"], True, {"t1"}, True),  # another team is active
+    ],
+)
+def test_who_takes_a_licence(
+    state: HolderState,
+    groups: list[str],
+    membership_required: bool,
+    archived: set[str],
+    occupies: bool,
+) -> None:
+    assert (
+        occupies_licence(
+            state, groups, membership_required=membership_required, archived_groups=archived
+        )
+        is occupies
+    )
