@@ -22,6 +22,7 @@ import responses
 import stripe
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.migrate import upgrade
@@ -48,14 +49,9 @@ def utc(*args: int) -> datetime:
 class Database:
     backend: str
     url: str
-    connect_args: dict[str, Any]
 
     def engine(self) -> Engine:
-        return (
-            make_engine(self.url, connect_args=self.connect_args)
-            if self.connect_args
-            else (make_engine(self.url))
-        )
+        return make_engine(self.url)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +75,9 @@ def _postgres_schema() -> Iterator[Database]:
         if os.environ.get("SEATSYNC_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {error}")
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}")
-    database = Database("postgresql", POSTGRES_URL, {"options": f"-csearch_path={schema}"})
+    # The schema rides in the URL, so the CLI and other processes reach it too.
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    database = Database("postgresql", url.render_as_string(hide_password=False))
     engine = database.engine()
     upgrade(engine)
     engine.dispose()
@@ -95,7 +93,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         template: Path = request.getfixturevalue("_sqlite_template")
         path = tmp_path / "seatsync.db"
         shutil.copy(template, path)
-        yield Database("sqlite", f"sqlite:///{path}", {})
+        yield Database("sqlite", f"sqlite:///{path}")
         return
     database: Database = request.getfixturevalue("_postgres_schema")
     engine = database.engine()

@@ -143,16 +143,26 @@ def test_failed_request_is_rolled_back_completely(
     events_before = len(double.events)
     double.advance_to(ts(2026, 1, 10))
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.subscriptions.update(sub.id, params={
-            "items": [{"id": sub.items.data[0].id, "quantity": 9},
-                      {"id": "si_missing", "quantity": 1}],
-            "proration_behavior": "always_invoice"})
+        client.v1.subscriptions.update(
+            sub.id,
+            params={
+                "items": [
+                    {"id": sub.items.data[0].id, "quantity": 9},
+                    {"id": "si_missing", "quantity": 1},
+                ],
+                "proration_behavior": "always_invoice",
+            },
+        )
     assert client.v1.subscriptions.retrieve(sub.id).items.data[0].quantity == 5
     assert client.v1.invoice_items.list(params={"customer": sub.customer}).data == []
     assert len(client.v1.invoices.list(params={"customer": sub.customer}).data) == 1
     assert len(double.events) == events_before
     # The ids the failed request used are free again: the next objects get them.
-    nxt = client.v1.subscriptions.update(sub.id, params={
-        "items": [{"id": sub.items.data[0].id, "quantity": 6}],
-        "proration_behavior": "always_invoice"})
+    nxt = client.v1.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub.items.data[0].id, "quantity": 6}],
+            "proration_behavior": "always_invoice",
+        },
+    )
     assert nxt.latest_invoice == "in_Sbx00000000002"
