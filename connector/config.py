@@ -28,6 +28,26 @@ class StripeSettings(BaseModel):
     timeout_seconds: int = Field(default=30, ge=1, le=300)
 
 
+class SyncSettings(BaseModel):
+    # Run the sync jobs inside the web process (the single-machine default); set false when
+    # `seatsync worker` processes run them.
+    run_in_web: bool = True
+    drain_interval_seconds: float = Field(default=2.0, gt=0)
+    renewal_interval_seconds: float = Field(default=60.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=900.0, gt=0)
+    # Repair drift found by reconcile (push the expected quantity without proration), or
+    # only report it.
+    repair_drift: bool = False
+    # Stripe's account-wide request rate: 25/s in test mode, 100/s live. Per process.
+    max_requests_per_second: float = Field(default=25.0, gt=0)
+    # Stripe's per-subscription invoice limits.
+    invoices_per_minute: int = Field(default=10, ge=1)
+    invoices_per_day: int = Field(default=20, ge=1)
+    # How long a worker may hold a subscription before another may take it over.
+    lease_seconds: int = Field(default=120, ge=5)
+    subscriptions_per_drain: int = Field(default=100, ge=1)
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -44,6 +64,7 @@ class Settings(BaseSettings):
     max_quantity_per_request: int = Field(default=10_000, ge=1)
     stripe: StripeSettings = StripeSettings()
     server: ServerSettings = ServerSettings()
+    sync: SyncSettings = SyncSettings()
 
     @classmethod
     def settings_customise_sources(

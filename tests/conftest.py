@@ -180,3 +180,24 @@ def make_key(engine: Engine) -> Callable[..., str]:
 def auth(make_key: Callable[..., str]) -> dict[str, str]:
     """Headers of a key with every scope."""
     return {"Authorization": f"Bearer {make_key()}"}
+
+
+@pytest.fixture
+def make_sync(
+    engine: Engine, stripe_client: stripe.StripeClient, clock: Callable[[], datetime]
+) -> Callable[..., Any]:
+    """A sync engine on the test database and the Stripe double (jitter fixed at zero)."""
+    from connector.config import SyncSettings
+    from sync.engine import SyncEngine
+
+    def make(worker_id: str = "worker-1", **settings: Any) -> SyncEngine:
+        return SyncEngine(
+            make_session_factory(engine),
+            StripeClientPort(stripe_client),
+            clock,
+            SyncSettings(max_requests_per_second=1000, **settings),
+            worker_id,
+            jitter=lambda: 0.0,
+        )
+
+    return make

@@ -85,6 +85,9 @@ class Subscription(Base):
     proration_granularity: Mapped[str] = mapped_column(String(8), default="day")
     billing_timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when prorations could not be invoiced at once (Stripe's invoice limits): the sync
+    # invoices the pending items at this moment.
+    invoice_pending_items_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SeatType(Base):
@@ -235,3 +238,55 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StripeCall(Base):
+    """Every write the sync sent Stripe, with its outcome: the ops view, the invoice budget
+    and the audit trail from a seat change to the Stripe object it produced."""
+
+    __tablename__ = "stripe_calls"
+    __table_args__ = (Index("ix_stripe_calls_subscription_at", "subscription_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type_id: Mapped[int | None] = mapped_column(ForeignKey("seat_types.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    operation: Mapped[str] = mapped_column(String(32))  # update_quantity | invoice_pending
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | retryable | rejected | not_found
+    error: Mapped[str | None] = mapped_column(Text)
+    creates_invoice: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_object_id: Mapped[str | None] = mapped_column(String(255))
+    outbox_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+class Drift(Base):
+    """A difference between what Stripe shows and what the connector expects, found by
+    reconcile. Open while `resolved_at` is null."""
+
+    __tablename__ = "drift"
+    __table_args__ = (Index("ix_drift_open", "subscription_id", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type: Mapped[str | None] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(32))  # quantity | status | billing_mode | ...
+    expected: Mapped[str] = mapped_column(String(255))
+    actual: Mapped[str] = mapped_column(String(255))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    repaired: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Lease(Base):
+    """Who may act on a thing until when: one worker per subscription's Stripe writes, one
+    per cluster for periodic jobs. Claimed atomically; expires if its owner dies."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_result: Mapped[str | None] = mapped_column(Text)

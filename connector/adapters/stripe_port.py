@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import stripe
@@ -41,8 +42,32 @@ class StripeSubscription:
     items: tuple[StripeItem, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class QuantityUpdateRequest:
+    stripe_subscription_id: str
+    stripe_subscription_item_id: str
+    quantity: int
+    proration_behavior: str  # always_invoice | create_prorations | none
+    proration_date: datetime | None
+    idempotency_key: str
+
+
 class StripePort(Protocol):
     def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
+
+    def list_subscriptions(self) -> Iterator[StripeSubscription]:
+        """Every subscription of the account, any status, 100 a page."""
+        ...
+
+    def update_quantity(self, update: QuantityUpdateRequest) -> str | None:
+        """Set an item's quantity; returns the subscription's latest invoice id."""
+        ...
+
+    def invoice_pending_items(
+        self, stripe_customer_id: str, stripe_subscription_id: str, idempotency_key: str
+    ) -> str:
+        """Invoice a subscription's pending prorations now; returns the invoice id."""
+        ...
 
     def create_subscription(
         self,
@@ -130,3 +155,42 @@ class StripeClientPort:
             {"idempotency_key": idempotency_key},
         )
         return subscription_from_stripe(obj)
+
+    def list_subscriptions(self) -> Iterator[StripeSubscription]:
+        page = self._client.v1.subscriptions.list({"status": "all", "limit": 100})
+        for obj in page.auto_paging_iter():
+            yield subscription_from_stripe(obj)
+
+    def update_quantity(self, update: QuantityUpdateRequest) -> str | None:
+        params: dict[str, Any] = {
+            "items": [{"id": update.stripe_subscription_item_id, "quantity": update.quantity}],
+            "proration_behavior": update.proration_behavior,
+        }
+        if update.proration_date is not None:
+            params["proration_date"] = int(update.proration_date.timestamp())
+        if update.proration_behavior == "always_invoice":
+            # The change applies even if the payment fails; dunning is Stripe's business.
+            params["payment_behavior"] = "allow_incomplete"
+        obj = self._client.v1.subscriptions.update(
+            update.stripe_subscription_id,
+            params,  # type: ignore[arg-type]
+            {"idempotency_key": update.idempotency_key},
+        )
+        return None if obj.latest_invoice is None else _id(obj.latest_invoice)
+
+    def invoice_pending_items(
+        self, stripe_customer_id: str, stripe_subscription_id: str, idempotency_key: str
+    ) -> str:
+        invoice = self._client.v1.invoices.create(
+            {
+                "customer": stripe_customer_id,
+                "subscription": stripe_subscription_id,
+                "pending_invoice_items_behavior": "include",
+                "auto_advance": True,
+            },
+            {"idempotency_key": idempotency_key},
+        )
+        finalized = self._client.v1.invoices.finalize_invoice(
+            invoice.id or "", options={"idempotency_key": f"{idempotency_key}-finalize"}
+        )
+        return finalized.id or ""

@@ -136,23 +136,39 @@ def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
     )
 
 
+def start_period(session: Session, subscription: Subscription, period: Period) -> bool:
+    """Move the subscription to `period`. If that is a new period (not the same one with
+    corrected dates), each seat type's counts renew: the peak restarts from the licences
+    at renewal. Returns whether a renewal happened."""
+    renewed = period.start >= subscription.current_period_end
+    subscription.current_period_start, subscription.current_period_end = period.start, period.end
+    if not renewed:
+        return False
+    for seat_type in session.scalars(
+        select(SeatType)
+        .where(SeatType.subscription_id == subscription.id)
+        .order_by(SeatType.id)
+        .with_for_update()
+    ):
+        counts = domain.renew(terms_of(seat_type), counts_of(session, seat_type))
+        seat_type.licences, seat_type.peak = counts.licences, counts.peak
+    return True
+
+
 def roll_period_if_due(session: Session, subscription: Subscription, now: datetime) -> None:
-    """Start the period that contains `now` if the stored one has ended: each seat type's
-    counts renew (peak restarts from the licences). Stripe's own period is authoritative and
-    the sync corrects the dates from it; this keeps decisions right in the meantime."""
+    """Start the period that contains `now` if the stored one has ended. Stripe's own period
+    is authoritative and the sync adopts it; this keeps decisions right in the meantime."""
     if now < subscription.current_period_end:
         return
     first = session.scalars(
         select(SeatType).where(SeatType.subscription_id == subscription.id).limit(1)
     ).first()
     interval, count = (first.interval, first.interval_count) if first else ("month", 1)
-    period = period_containing(subscription.billing_cycle_anchor, interval, count, now)
-    subscription.current_period_start, subscription.current_period_end = period.start, period.end
-    for seat_type in session.scalars(
-        select(SeatType).where(SeatType.subscription_id == subscription.id).with_for_update()
-    ):
-        renewed = domain.renew(terms_of(seat_type), counts_of(session, seat_type))
-        seat_type.licences, seat_type.peak = renewed.licences, renewed.peak
+    start_period(
+        session,
+        subscription,
+        period_containing(subscription.billing_cycle_anchor, interval, count, now),
+    )
 
 
 def record_change(

@@ -38,6 +38,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("secret_hash", name=op.f("uq_api_keys_secret_hash")),
     )
     op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("owner", sa.String(length=128), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_result", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
+    )
+    op.create_table(
         "idempotent_requests",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("api_key_id", sa.String(length=40), nullable=False),
@@ -67,6 +76,7 @@ def upgrade() -> None:
         sa.Column("proration_granularity", sa.String(length=8), nullable=False),
         sa.Column("billing_timezone", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("invoice_pending_items_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"], ["accounts.id"], name=op.f("fk_subscriptions_account_id_accounts")
         ),
@@ -75,6 +85,27 @@ def upgrade() -> None:
             "stripe_subscription_id", name=op.f("uq_subscriptions_stripe_subscription_id")
         ),
     )
+    op.create_table(
+        "drift",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("seat_type", sa.String(length=64), nullable=True),
+        sa.Column("field", sa.String(length=32), nullable=False),
+        sa.Column("expected", sa.String(length=255), nullable=False),
+        sa.Column("actual", sa.String(length=255), nullable=False),
+        sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("repaired", sa.Boolean(), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            name=op.f("fk_drift_subscription_id_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_drift")),
+    )
+    with op.batch_alter_table("drift", schema=None) as batch_op:
+        batch_op.create_index("ix_drift_open", ["subscription_id", "resolved_at"], unique=False)
+
     op.create_table(
         "groups",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -170,6 +201,37 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_status_next", ["status", "next_attempt_at"], unique=False)
 
     op.create_table(
+        "stripe_calls",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("seat_type_id", sa.Integer(), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("operation", sa.String(length=32), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("request", sa.JSON(), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("creates_invoice", sa.Boolean(), nullable=False),
+        sa.Column("stripe_object_id", sa.String(length=255), nullable=True),
+        sa.Column("outbox_ids", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["seat_type_id"],
+            ["seat_types.id"],
+            name=op.f("fk_stripe_calls_seat_type_id_seat_types"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            name=op.f("fk_stripe_calls_subscription_id_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_stripe_calls")),
+    )
+    with op.batch_alter_table("stripe_calls", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_stripe_calls_subscription_at", ["subscription_id", "at"], unique=False
+        )
+
+    op.create_table(
         "ledger_entries",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("subscription_id", sa.String(length=40), nullable=False),
@@ -210,6 +272,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_ledger_subscription_at")
 
     op.drop_table("ledger_entries")
+    with op.batch_alter_table("stripe_calls", schema=None) as batch_op:
+        batch_op.drop_index("ix_stripe_calls_subscription_at")
+
+    op.drop_table("stripe_calls")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_status_next")
 
@@ -217,7 +283,12 @@ def downgrade() -> None:
     op.drop_table("holders")
     op.drop_table("seat_types")
     op.drop_table("groups")
+    with op.batch_alter_table("drift", schema=None) as batch_op:
+        batch_op.drop_index("ix_drift_open")
+
+    op.drop_table("drift")
     op.drop_table("subscriptions")
     op.drop_table("idempotent_requests")
+    op.drop_table("leases")
     op.drop_table("api_keys")
     op.drop_table("accounts")

@@ -1,0 +1,113 @@
+"""Which Stripe quantity updates bring an item from where it is to where it should be,
+charging exactly the new billed seats (BILLING_RULES sections 3 and 4, STRIPE_NOTES).
+
+Stripe prorates a quantity change as a credit on the old quantity plus a charge on the new
+one. Classic billing mode credits the *current* quantity, flexible mode what was billed;
+so before a prorated increase the item is first brought back to the quantity already paid
+this period, without proration. Then the credit equals what was paid in both modes and
+the customer pays for exactly the new seats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from connector.domain.proration import ProrationBehavior
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """One outbox record: a seat change that moved what Stripe should hold or bill."""
+
+    record_id: int
+    target_quantity: int  # what the item should hold after the change
+    billed_before: int  # billed (paid-for) quantity of the period before the change
+    billed_after: int
+    behavior: ProrationBehavior  # decided at the change time (30-day rule)
+    proration_date: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityUpdate:
+    """One `POST /v1/subscriptions/{id}` setting the item's quantity."""
+
+    quantity: int
+    behavior: ProrationBehavior
+    proration_date: datetime | None
+    record_ids: tuple[int, ...]
+
+    @property
+    def charges(self) -> bool:
+        return self.behavior is not ProrationBehavior.NONE
+
+
+def plan_updates(stripe_quantity: int, changes: Sequence[PendingChange]) -> list[QuantityUpdate]:
+    """The fewest updates that carry `changes` (in order, one period) to Stripe.
+
+    `stripe_quantity` is what the item holds now (read fresh from Stripe). Stripe never
+    holds more than was charged this period unless a previous attempt charged without our
+    hearing back, so the paid level is the larger of the two: a retry never charges twice.
+    Charged increases with the same decision (same proration date and behaviour) merge
+    into one update; whatever else happened ends in one update without proration.
+    """
+    if not changes:
+        return []
+    updates: list[QuantityUpdate] = []
+    held = stripe_quantity
+    paid = max(changes[0].billed_before, stripe_quantity)
+    for change in changes:
+        if change.billed_after <= paid:
+            continue
+        last = updates[-1] if updates else None
+        if (
+            last is not None
+            and last.charges
+            and last.quantity == held
+            and (last.behavior, last.proration_date) == (change.behavior, change.proration_date)
+        ):
+            updates[-1] = replace(
+                last, quantity=change.billed_after, record_ids=(*last.record_ids, change.record_id)
+            )
+        else:
+            if held != paid:  # restore the paid quantity, so the credit is what was paid
+                updates.append(QuantityUpdate(paid, ProrationBehavior.NONE, None, ()))
+            updates.append(
+                QuantityUpdate(
+                    change.billed_after, change.behavior, change.proration_date, (change.record_id,)
+                )
+            )
+        held = paid = change.billed_after
+    final = changes[-1].target_quantity
+    if held != final:
+        updates.append(QuantityUpdate(final, ProrationBehavior.NONE, None, ()))
+    return updates
+
+
+def within_invoice_budget(
+    updates: Sequence[QuantityUpdate], invoices_allowed: int
+) -> tuple[list[QuantityUpdate], bool]:
+    """Stripe allows a subscription about 10 new invoices a minute and 20 a day. Updates
+    that would invoice beyond `invoices_allowed` create prorations instead; the second
+    value says the pending items must be invoiced at the next allowed moment."""
+    planned: list[QuantityUpdate] = []
+    deferred = False
+    for update in updates:
+        if update.behavior is ProrationBehavior.ALWAYS_INVOICE:
+            if invoices_allowed > 0:
+                invoices_allowed -= 1
+            else:
+                update = replace(update, behavior=ProrationBehavior.CREATE_PRORATIONS)
+                deferred = True
+        planned.append(update)
+    return planned, deferred
+
+
+def retry_delay(
+    attempts: int, jitter: float, base_seconds: int = 2, cap_seconds: int = 900
+) -> timedelta:
+    """Exponential backoff with jitter: `jitter` in [0, 1) spreads retries of many records
+    so they do not hit Stripe together (half the delay is fixed, half random)."""
+    delay = min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=delay / 2 + delay / 2 * jitter)

@@ -1,0 +1,98 @@
+"""Planning Stripe quantity updates from pending seat changes, by table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from connector.domain.proration import ProrationBehavior
+from connector.domain.sync_plan import (
+    PendingChange,
+    QuantityUpdate,
+    plan_updates,
+    retry_delay,
+    within_invoice_budget,
+)
+
+NONE = ProrationBehavior.NONE
+NOW = ProrationBehavior.ALWAYS_INVOICE
+LATER = ProrationBehavior.CREATE_PRORATIONS
+DAY1 = datetime(2026, 3, 15, tzinfo=UTC)
+DAY2 = datetime(2026, 3, 16, tzinfo=UTC)
+
+
+def change(
+    record_id: int,
+    target: int,
+    billed: tuple[int, int],
+    behavior: ProrationBehavior = NONE,
+    day: datetime | None = None,
+) -> PendingChange:
+    return PendingChange(record_id, target, billed[0], billed[1], behavior, day)
+
+
+def test_an_increase_is_one_prorated_update() -> None:
+    assert plan_updates(8, [change(1, 10, (8, 10), NOW, DAY1)]) == [
+        QuantityUpdate(10, NOW, DAY1, (1,))
+    ]
+
+
+def test_a_decrease_is_one_update_without_proration() -> None:
+    assert plan_updates(12, [change(1, 10, (12, 12))]) == [QuantityUpdate(10, NONE, None, ())]
+
+
+def test_same_day_increases_with_the_same_decision_merge() -> None:
+    changes = [change(i, 8 + i, (7 + i, 8 + i), NOW, DAY1) for i in range(1, 6)]
+    assert plan_updates(8, changes) == [QuantityUpdate(13, NOW, DAY1, (1, 2, 3, 4, 5))]
+
+
+def test_increases_on_different_days_stay_apart() -> None:
+    changes = [change(1, 9, (8, 9), NOW, DAY1), change(2, 10, (9, 10), NOW, DAY2)]
+    assert plan_updates(8, changes) == [
+        QuantityUpdate(9, NOW, DAY1, (1,)),
+        QuantityUpdate(10, NOW, DAY2, (2,)),
+    ]
+
+
+def test_after_a_decrease_the_paid_quantity_is_restored_before_prorating() -> None:
+    # paid 12, Stripe already lowered to 10; three bought: licences 13, billed 12 -> 13.
+    assert plan_updates(10, [change(1, 13, (12, 13), LATER, DAY1)]) == [
+        QuantityUpdate(12, NONE, None, ()),
+        QuantityUpdate(13, LATER, DAY1, (1,)),
+    ]
+
+
+def test_readding_up_to_the_peak_is_one_update_without_proration() -> None:
+    changes = [change(1, 10, (12, 12)), change(2, 11, (12, 12))]
+    assert plan_updates(12, changes) == [QuantityUpdate(11, NONE, None, ())]
+
+
+def test_remove_two_add_two_on_one_day_needs_no_call() -> None:
+    assert plan_updates(10, [change(1, 8, (10, 10)), change(2, 10, (10, 10))]) == []
+
+
+def test_a_charge_stripe_already_applied_is_not_charged_again() -> None:
+    # The update to 13 reached Stripe but its answer was lost: Stripe holds 13.
+    assert plan_updates(13, [change(1, 13, (12, 13), NOW, DAY1)]) == []
+
+
+def test_increase_followed_by_decrease_charges_then_lowers() -> None:
+    changes = [change(1, 11, (10, 11), NOW, DAY1), change(2, 9, (11, 11))]
+    assert plan_updates(10, changes) == [
+        QuantityUpdate(11, NOW, DAY1, (1,)),
+        QuantityUpdate(9, NONE, None, ()),
+    ]
+
+
+def test_invoices_beyond_the_budget_become_prorations_invoiced_later() -> None:
+    updates = [QuantityUpdate(9 + i, NOW, DAY1, (i,)) for i in range(3)]
+    planned, deferred = within_invoice_budget(updates, invoices_allowed=2)
+    assert [u.behavior for u in planned] == [NOW, NOW, LATER]
+    assert deferred is True
+    assert within_invoice_budget(updates, 5) == (updates, False)
+
+
+def test_retry_delay_grows_exponentially_within_jitter_and_cap() -> None:
+    assert retry_delay(1, 0.0).total_seconds() == 1
+    assert retry_delay(1, 0.999).total_seconds() < 2
+    assert retry_delay(4, 0.0).total_seconds() == 8
+    assert retry_delay(50, 0.999).total_seconds() <= 900
