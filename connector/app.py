@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
-from connector.api import seats, service
+from connector.api import ops, seats, service
 from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
 from connector.config import Settings
 from connector.schemas import ErrorBody
+from sync.worker import Jobs, start_background
 
 
 def utc_now() -> datetime:
@@ -30,7 +31,10 @@ def create_app(
     stripe_port: StripePort | None = None,
     clock: Callable[[], datetime] = utc_now,
     validate_responses: bool = False,
+    run_jobs: bool | None = None,
 ) -> OpenAPI:
+    """The app. `run_jobs` (default: the `sync.run_in_web` setting) starts the sync jobs in
+    a background scheduler of this process."""
     app = OpenAPI(
         __name__,
         info=Info(title="seatsync", version="0.1.0", description="Per-seat billing on Stripe"),
@@ -45,11 +49,16 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     engine = engine or make_engine(settings.database_url)
     port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
+    sessions = make_session_factory(engine)
+    jobs = Jobs.build(sessions, port, clock, settings.sync)
     app.extensions["seatsync"] = Wiring(
-        settings=settings, sessions=make_session_factory(engine), stripe=port, clock=clock
+        settings=settings, sessions=sessions, stripe=port, clock=clock, jobs=jobs
     )
+    if settings.sync.run_in_web if run_jobs is None else run_jobs:
+        app.extensions["seatsync_scheduler"] = start_background(jobs)
     install_request_hooks(app)
     install_error_handlers(app)
     app.register_api(seats.bp)
+    app.register_api(ops.bp)
     app.register_api(service.bp)
     return app

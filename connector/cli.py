@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from connector.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sync.worker import Jobs
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -112,6 +116,57 @@ def serve(ctx: click.Context, workers: int) -> None:
     from connector.server import run_gunicorn
 
     run_gunicorn(_settings(ctx), workers=workers)
+
+
+def _jobs(settings: Settings) -> Jobs:
+    from connector.adapters.database import make_engine, make_session_factory
+    from connector.adapters.stripe_port import StripeClientPort, make_stripe_client
+    from connector.app import utc_now
+    from sync.worker import Jobs
+
+    sessions = make_session_factory(make_engine(settings.database_url))
+    port = StripeClientPort(make_stripe_client(settings.stripe))
+    return Jobs.build(sessions, port, utc_now, settings.sync)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the sync jobs: outbox drain, renewals, reconcile. Start as many as you like
+    against one PostgreSQL database."""
+    from sync.worker import run_foreground
+
+    run_foreground(_jobs(_settings(ctx)))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """How the sync with Stripe stands: pending, retrying, dead-lettered, drift."""
+    from connector.adapters.database import make_engine, make_session_factory
+    from connector.services.sync_status import sync_status
+
+    sessions = make_session_factory(make_engine(_settings(ctx).database_url))
+    with sessions() as session:
+        report = sync_status(session, datetime.now(UTC))
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    age = report.oldest_pending_age_seconds
+    click.echo(f"pending changes:   {report.pending}" + (f" (oldest {age}s)" if age else ""))
+    click.echo(f"in flight:         {report.in_flight}")
+    click.echo(f"retrying:          {report.retrying}")
+    click.echo(f"dead-lettered:     {len(report.dead)}")
+    for record in report.dead:
+        click.echo(f"  #{record.id} {record.subscription_id}: {record.last_error}")
+    click.echo(f"deferred invoices: {report.invoices_deferred}")
+    last = report.last_reconcile
+    click.echo(f"last reconcile:    {last.at.isoformat() if last else 'never'}")
+    click.echo(f"open drift:        {len(report.drift)}")
+    for drift in report.drift:
+        where = f"{drift.subscription_id}/{drift.seat_type or '-'}"
+        click.echo(f"  {where} {drift.field}: expected {drift.expected}, Stripe {drift.actual}")
 
 
 @main.command("stripe-sandbox")

@@ -284,3 +284,68 @@ class LedgerPage(BaseModel):
     data: list[LedgerEntryView]
     has_more: bool
     next_cursor: int | None = Field(description="pass as starting_after for the next page")
+
+
+# --- sync status (billing ops) ---------------------------------------------------------------
+
+
+class OutboxRecordView(BaseModel):
+    id: int
+    subscription_id: str
+    seat_type_id: int
+    status: Literal["pending", "done", "dead"]
+    target_quantity: int
+    proration_behavior: str
+    changed_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    stripe_object_ids: list[str]
+
+
+class StripeCallView(BaseModel):
+    id: int
+    at: datetime
+    operation: str
+    idempotency_key: str
+    request: dict[str, Any]
+    outcome: str
+    error: str | None
+    stripe_object_id: str | None
+    outbox_ids: list[int]
+
+
+class DriftView(BaseModel):
+    subscription_id: str
+    seat_type: str | None
+    field: str
+    expected: str
+    actual: str
+    detected_at: datetime
+    repaired: bool
+    resolved_at: datetime | None
+
+
+class LastRun(BaseModel):
+    at: datetime
+    result: dict[str, Any]
+
+
+class SyncStatus(BaseModel):
+    pending: int = Field(description="changes not yet in Stripe")
+    oldest_pending_age_seconds: int | None
+    in_flight: int = Field(description="subscriptions a worker is syncing right now")
+    retrying: int = Field(description="pending changes that failed at least once")
+    dead: list[OutboxRecordView] = Field(description="changes Stripe refused: need ops")
+    invoices_deferred: int = Field(description="subscriptions waiting to invoice prorations")
+    last_reconcile: LastRun | None
+    drift: list[DriftView] = Field(description="open differences between Stripe and us")
+
+
+class SubscriptionSync(BaseModel):
+    subscription_id: str
+    stripe_subscription_id: str
+    status: SyncStatus
+    outbox: list[OutboxRecordView] = Field(description="newest first")
+    stripe_calls: list[StripeCallView] = Field(description="newest first")
+    drift_history: list[DriftView]

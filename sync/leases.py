@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
@@ -49,3 +49,32 @@ def release(
             .where(Lease.name == name, Lease.owner == owner)
             .values(until=now, last_run_at=now, last_result=result)
         )
+
+
+def claim_periodic(
+    sessions: SessionFactory,
+    name: str,
+    owner: str,
+    now: datetime,
+    every: timedelta,
+    ttl: timedelta,
+) -> bool:
+    """Claim a cluster-wide job if nobody holds it and it last ran `every` ago or more."""
+    with sessions.begin() as session:
+        taken = session.execute(
+            update(Lease)
+            .where(
+                Lease.name == name,
+                Lease.until <= now,
+                or_(Lease.last_run_at.is_(None), and_(Lease.last_run_at <= now - every)),
+            )
+            .values(owner=owner, until=now + ttl)
+        )
+        if taken.rowcount:  # type: ignore[attr-defined]
+            return True
+    try:
+        with sessions.begin() as session:
+            session.add(Lease(name=name, owner=owner, until=now + ttl))
+        return True
+    except IntegrityError:
+        return False

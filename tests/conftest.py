@@ -156,6 +156,7 @@ def app(
         stripe_port=StripeClientPort(stripe_client),
         clock=clock,
         validate_responses=True,
+        run_jobs=False,
     )
     app.testing = True
     return app

@@ -23,6 +23,7 @@ from connector.api.errors import error_response
 from connector.config import Settings
 from connector.services.apikeys import Scope, find_key
 from connector.services.seats import Actor, ChangeContext
+from sync.worker import Jobs
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
@@ -39,6 +40,7 @@ class Wiring:
     sessions: SessionFactory
     stripe: StripePort
     clock: Callable[[], datetime]
+    jobs: Jobs
 
 
 def wiring() -> Wiring:

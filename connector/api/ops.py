@@ -1,0 +1,67 @@
+"""Billing-ops endpoints for the sync (API.md): status, one subscription's calls, resync."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask_openapi3.blueprint import APIBlueprint
+from flask_openapi3.models.tag import Tag
+from pydantic import BaseModel, Field
+
+from connector.api.context import scoped, wiring
+from connector.schemas import ChangeHeaders, ErrorBody, SubscriptionSync, SyncStatus
+from connector.services.apikeys import Scope
+from connector.services.seats import find_subscription
+from connector.services.sync_status import subscription_sync, sync_status
+
+BP = "ops"
+bp = APIBlueprint(
+    BP,
+    __name__,
+    url_prefix="/v1/ops",
+    abp_tags=[Tag(name="ops", description="for billing ops")],
+    abp_security=[{"bearer": []}],
+    abp_responses={
+        400: ErrorBody,
+        401: ErrorBody,
+        403: ErrorBody,
+        404: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+        503: ErrorBody,
+    },
+)
+
+
+class SubscriptionPath(BaseModel):
+    id: str = Field(description="the connector's subscription id, or the Stripe subscription id")
+
+
+@bp.get("/sync", responses={200: SyncStatus})
+@scoped(BP, Scope.BILLING_READ)
+def get_sync_status() -> Response:
+    """Pending changes and the oldest one's age, in flight, retrying, dead-lettered with
+    Stripe's errors, deferred invoices, the last reconcile and open drift."""
+    with wiring().sessions() as session:
+        return jsonify(sync_status(session, wiring().clock()).model_dump(mode="json"))
+
+
+@bp.get("/subscriptions/<id>/sync", responses={200: SubscriptionSync})
+@scoped(BP, Scope.BILLING_READ)
+def get_subscription_sync(path: SubscriptionPath) -> Response:
+    """One subscription's outbox, the Stripe calls made for it with their outcomes, and drift."""
+    with wiring().sessions() as session:
+        view = subscription_sync(session, path.id, wiring().clock())
+    return jsonify(view.model_dump(mode="json"))
+
+
+@bp.post("/subscriptions/<id>/resync", responses={200: SubscriptionSync})
+@scoped(BP, Scope.OPS_WRITE)
+def resync(path: SubscriptionPath, header: ChangeHeaders) -> Response:
+    """Reconcile one subscription with Stripe now and send what is pending. Repeating it is
+    harmless (an Idempotency-Key is accepted; the outcome is the same either way)."""
+    with wiring().sessions() as session:
+        subscription_id = find_subscription(session, path.id).id
+    wiring().jobs.resync(subscription_id)
+    with wiring().sessions() as session:
+        view = subscription_sync(session, subscription_id, wiring().clock())
+    return jsonify(view.model_dump(mode="json"))

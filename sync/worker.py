@@ -1,0 +1,124 @@
+"""The scheduler: outbox drain, renewals and reconcile as APScheduler jobs.
+
+`seatsync worker` runs them in the foreground; the web process can run them in the
+background (setting `sync.run_in_web`). Several workers may run against one PostgreSQL:
+subscription leases serialize Stripe writes per subscription, and the reconcile runs once
+per cluster per interval (a job lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from connector.adapters.database import SessionFactory
+from connector.adapters.stripe_port import StripePort
+from connector.config import SyncSettings
+from connector.services.sync_status import RECONCILE_JOB
+from sync import leases
+from sync.engine import DrainReport, SyncEngine
+from sync.reconcile import ReconcileReport, reconcile, reconcile_one
+from sync.renewals import process_renewals
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Jobs:
+    sessions: SessionFactory
+    port: StripePort
+    clock: Callable[[], datetime]
+    settings: SyncSettings
+    engine: SyncEngine
+
+    @classmethod
+    def build(
+        cls,
+        sessions: SessionFactory,
+        port: StripePort,
+        clock: Callable[[], datetime],
+        settings: SyncSettings,
+        owner: str | None = None,
+    ) -> Jobs:
+        engine = SyncEngine(sessions, port, clock, settings, owner or worker_id())
+        return cls(sessions, port, clock, settings, engine)
+
+    def drain(self) -> DrainReport:
+        return self.engine.drain()
+
+    def renewals(self) -> int:
+        return process_renewals(self.sessions, self.port, self.clock)
+
+    def reconcile(self, force: bool = False) -> ReconcileReport | None:
+        """Once per cluster per interval; `force` runs it now (ops resync, tests)."""
+        now = self.clock()
+        every = timedelta(seconds=0 if force else self.settings.reconcile_interval_seconds)
+        ttl = timedelta(seconds=max(self.settings.lease_seconds, 600))
+        owner = self.engine.worker_id
+        if not leases.claim_periodic(self.sessions, RECONCILE_JOB, owner, now, every, ttl):
+            return None
+        report = ReconcileReport()
+        try:
+            report = reconcile(self.sessions, self.port, self.clock, self.settings.repair_drift)
+        finally:
+            leases.release(self.sessions, RECONCILE_JOB, owner, report.as_json(), self.clock())
+        return report
+
+    def resync(self, subscription_id: str) -> None:
+        """Ops asked: reconcile this one subscription now, then send what is pending."""
+        reconcile_one(
+            self.sessions, self.port, self.clock, self.settings.repair_drift, subscription_id
+        )
+        self.engine.sync_subscription(subscription_id, DrainReport())
+
+
+def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # a job's failure is logged; the next run tries again
+            log.exception("job %s failed", name)
+
+    return run
+
+
+def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
+    settings = jobs.settings
+    for name, job, seconds in (
+        ("drain", jobs.drain, settings.drain_interval_seconds),
+        ("renewals", jobs.renewals, settings.renewal_interval_seconds),
+        ("reconcile", jobs.reconcile, min(60.0, settings.reconcile_interval_seconds)),
+    ):
+        scheduler.add_job(
+            _guarded(name, job),
+            "interval",
+            seconds=seconds,
+            id=name,
+            max_instances=1,
+            coalesce=True,
+        )
+    return scheduler
+
+
+def run_foreground(jobs: Jobs) -> None:
+    log.info("seatsync worker %s started", jobs.engine.worker_id)
+    schedule(BlockingScheduler(timezone="UTC"), jobs).start()
+
+
+def start_background(jobs: Jobs) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC", daemon=True)
+    schedule(scheduler, jobs)
+    scheduler.start()
+    return scheduler
