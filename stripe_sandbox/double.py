@@ -67,13 +67,19 @@ class Fault:
             )
             return StripeError(429, message, code=code).body()
         if self.status == 402:
-            return StripeError(402, "Your card was declined.", type="card_error",
-                               code=self.error_code or "card_declined").body()
+            return StripeError(
+                402,
+                "Your card was declined.",
+                type="card_error",
+                code=self.error_code or "card_declined",
+            ).body()
         if self.status >= 500:
-            return StripeError(self.status, "An unknown error occurred", type="api_error",
-                               code=self.error_code).body()
-        return StripeError(self.status, "Injected error (stripe_sandbox fault injection).",
-                           code=self.error_code).body()
+            return StripeError(
+                self.status, "An unknown error occurred", type="api_error", code=self.error_code
+            ).body()
+        return StripeError(
+            self.status, "Injected error (stripe_sandbox fault injection).", code=self.error_code
+        ).body()
 
 
 @dataclass
@@ -207,8 +213,9 @@ class StripeDouble:
     def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
         """Recorded requests matching ``method`` and ``path_regex`` (fullmatch)."""
         pattern = re.compile(path_regex)
-        return [r for r in self.requests if r.method == method.upper()
-                and pattern.fullmatch(r.path)]
+        return [
+            r for r in self.requests if r.method == method.upper() and pattern.fullmatch(r.path)
+        ]
 
     # --- HTTP surface ----------------------------------------------------------------
 
@@ -246,21 +253,34 @@ class StripeDouble:
         idem_key = hdrs.get("idempotency-key") if method == "POST" else None
         api_key = _bearer(hdrs.get("authorization"))
         record = RecordedRequest(
-            method=method, path=path, params={}, idempotency_key=idem_key, status=0,
-            request_id=request_id, api_key=api_key, stripe_version=hdrs.get("stripe-version"),
+            method=method,
+            path=path,
+            params={},
+            idempotency_key=idem_key,
+            status=0,
+            request_id=request_id,
+            api_key=api_key,
+            stripe_version=hdrs.get("stripe-version"),
             time=self.engine.now,
         )
         self.requests.append(record)
 
-        def finish(status: int, payload: Json, extra: Mapping[str, str] | None = None,
-                   timeout: bool = False) -> Response:
+        def finish(
+            status: int,
+            payload: Json,
+            extra: Mapping[str, str] | None = None,
+            timeout: bool = False,
+        ) -> Response:
             record.status = status
             return Response(status, payload, {**base_headers, **(extra or {})}, timeout)
 
         try:
             if method in ("GET", "DELETE"):
-                params = (decode_pairs(query.items()) if isinstance(query, Mapping)
-                          else decode_form(query))
+                params = (
+                    decode_pairs(query.items())
+                    if isinstance(query, Mapping)
+                    else decode_form(query)
+                )
             else:
                 params = decode_form(body)
         except StripeError as err:
@@ -276,8 +296,12 @@ class StripeDouble:
             fault.remaining -= 1
             record.fault = True
             if not fault.apply_first:
-                return finish(fault.status, fault.response_body(), _fault_headers(fault),
-                              fault.kind == "timeout")
+                return finish(
+                    fault.status,
+                    fault.response_body(),
+                    _fault_headers(fault),
+                    fault.kind == "timeout",
+                )
 
         if idem_key is not None and api_key is not None:
             stored = self._idempotency.get((api_key, idem_key))
@@ -290,8 +314,9 @@ class StripeDouble:
                 method, path, params, status, json.dumps(payload), request_id
             )
         if fault is not None:
-            return finish(fault.status, fault.response_body(), _fault_headers(fault),
-                          fault.kind == "timeout")
+            return finish(
+                fault.status, fault.response_body(), _fault_headers(fault), fault.kind == "timeout"
+            )
         return finish(status, payload)
 
     def _replay(
@@ -344,8 +369,9 @@ class StripeDouble:
         except Exception:  # a sandbox bug must not take the connector's test run down
             log.exception("stripe_sandbox: internal error on %s %s", method, path)
             self.engine.restore(snap)
-            return 500, StripeError(500, "Internal sandbox error (see the log).",
-                                    type="api_error").body()
+            return 500, StripeError(
+                500, "Internal sandbox error (see the log).", type="api_error"
+            ).body()
         finally:
             self.engine.request = (None, None)
         self.engine.commit(snap)
@@ -390,19 +416,28 @@ class StripeDouble:
             for si_id in s.items:
                 si = b.items[si_id]
                 price = b.prices[si.price]
-                items.append({
-                    "id": si.id,
-                    "price": price.id,
-                    "product": b.products[price.product].name,
-                    "unit_amount": price.unit_amount,
-                    "interval": price.interval,
-                    "quantity": si.quantity,
-                    "billed_quantity": si.billed_quantity,
-                    "current_period": [iso(si.period_start), iso(si.period_end)],
-                })
-            subs.append({"id": s.id, "customer": s.customer, "status": s.status,
-                         "billing_mode": s.billing_mode, "items": items,
-                         "latest_invoice": s.latest_invoice})
+                items.append(
+                    {
+                        "id": si.id,
+                        "price": price.id,
+                        "product": b.products[price.product].name,
+                        "unit_amount": price.unit_amount,
+                        "interval": price.interval,
+                        "quantity": si.quantity,
+                        "billed_quantity": si.billed_quantity,
+                        "current_period": [iso(si.period_start), iso(si.period_end)],
+                    }
+                )
+            subs.append(
+                {
+                    "id": s.id,
+                    "customer": s.customer,
+                    "status": s.status,
+                    "billing_mode": s.billing_mode,
+                    "items": items,
+                    "latest_invoice": s.latest_invoice,
+                }
+            )
         invoices = [
             {
                 "id": inv.id,
@@ -415,26 +450,41 @@ class StripeDouble:
                 "amount_due": inv.amount_due,
                 "amount_paid": inv.amount_paid,
                 "lines": [
-                    {"description": li.description, "amount": li.amount,
-                     "quantity": li.quantity, "proration": li.proration,
-                     "period": [iso(li.period_start), iso(li.period_end)]}
+                    {
+                        "description": li.description,
+                        "amount": li.amount,
+                        "quantity": li.quantity,
+                        "proration": li.proration,
+                        "period": [iso(li.period_start), iso(li.period_end)],
+                    }
                     for li in inv.lines
                 ],
             }
             for inv in b.invoices.values()
         ]
         pending = [
-            {"id": ii.id, "customer": ii.customer, "subscription": ii.subscription,
-             "description": ii.description, "amount": ii.amount}
-            for ii in b.invoice_items.values() if ii.invoice is None
+            {
+                "id": ii.id,
+                "customer": ii.customer,
+                "subscription": ii.subscription,
+                "description": ii.description,
+                "amount": ii.amount,
+            }
+            for ii in b.invoice_items.values()
+            if ii.invoice is None
         ]
         return {
             "note": "stripe_sandbox: a test/demo Stripe double - no real money",
             "now": self.engine.now,
             "now_iso": iso(self.engine.now),
             "customers": [
-                {"id": c.id, "email": c.email, "name": c.name, "balance": c.balance,
-                 "currency": c.currency}
+                {
+                    "id": c.id,
+                    "email": c.email,
+                    "name": c.name,
+                    "balance": c.balance,
+                    "currency": c.currency,
+                }
                 for c in b.customers.values()
             ],
             "subscriptions": subs,

@@ -82,8 +82,14 @@ class Snapshot:
 
 
 _OBJECT_TABLES = (
-    "customers", "balance_transactions", "products", "prices", "subscriptions", "items",
-    "invoice_items", "invoices",
+    "customers",
+    "balance_transactions",
+    "products",
+    "prices",
+    "subscriptions",
+    "items",
+    "invoice_items",
+    "invoices",
 )
 
 
@@ -190,7 +196,7 @@ class Engine:
                 del table[key]
         self.books.counters = snap.counters
         self.books.payment_failures = snap.failures
-        del self.events[snap.events:]
+        del self.events[snap.events :]
 
     # --- lookups ----------------------------------------------------------------
 
@@ -315,8 +321,7 @@ class Engine:
         """Move the customer's balance (negative = credit) and record why."""
         if c.currency is not None and c.currency != currency:
             raise bad_request(
-                f"The currency {currency} does not match the customer's currency "
-                f"{c.currency}.",
+                f"The currency {currency} does not match the customer's currency {c.currency}.",
                 param="currency",
             )
         before = customer_json(c)
@@ -445,7 +450,10 @@ class Engine:
         self.emit("customer.subscription.created", self.subscription_json(s))
 
         inv = self._new_invoice(
-            customer, s, billing_reason="subscription_create", auto_advance=True,
+            customer,
+            s,
+            billing_reason="subscription_create",
+            auto_advance=True,
             period=(self.now, self.now),
         )
         for si_id in s.items:
@@ -501,8 +509,9 @@ class Engine:
                         param=f"{ch.param}[id]",
                     )
                 seen.add(ch.id)
-                created_items += self._change_item(s, si, ch, at, proration_behavior,
-                                                   proration_date)
+                created_items += self._change_item(
+                    s, si, ch, at, proration_behavior, proration_date
+                )
             else:
                 created_items += self._add_item(s, ch, at, proration_behavior, proration_date)
         if metadata is not None:
@@ -518,8 +527,11 @@ class Engine:
         if proration_behavior != "always_invoice" or not created_items:
             return None
         inv = self._new_invoice(
-            self.customer(s.customer), s, billing_reason="subscription_update",
-            auto_advance=True, period=(self.now, self.now),
+            self.customer(s.customer),
+            s,
+            billing_reason="subscription_update",
+            auto_advance=True,
+            period=(self.now, self.now),
         )
         self._attach_pending(inv, s.customer, s.id)
         s.latest_invoice = inv.id
@@ -559,11 +571,12 @@ class Engine:
             price = self.price(ch.price, param=f"{ch.param}[price]")
             old = self.books.prices[si.price]
             if (price.interval, price.interval_count, price.currency) != (
-                old.interval, old.interval_count, old.currency
+                old.interval,
+                old.interval_count,
+                old.currency,
             ):
                 raise bad_request(
-                    "The sandbox only models price changes within the same interval "
-                    "and currency.",
+                    "The sandbox only models price changes within the same interval and currency.",
                     param=f"{ch.param}[price]",
                 )
             self._reject_duplicate_price(s, price.id, ch, exclude=si.id)
@@ -600,14 +613,17 @@ class Engine:
             raise bad_request("Cannot delete an item without an id.", param=f"{ch.param}[id]")
         if ch.price is None:
             raise bad_request(
-                f"Missing required param: {ch.param}[price].", param=f"{ch.param}[price]",
+                f"Missing required param: {ch.param}[price].",
+                param=f"{ch.param}[price]",
                 code="parameter_missing",
             )
         price = self.price(ch.price, param=f"{ch.param}[price]")
         first = self.books.items[s.items[0]]
         first_price = self.books.prices[first.price]
         if (price.interval, price.interval_count, price.currency) != (
-            first_price.interval, first_price.interval_count, first_price.currency
+            first_price.interval,
+            first_price.interval_count,
+            first_price.currency,
         ):
             raise bad_request(
                 "Currency and interval fields must match across all plans on a subscription.",
@@ -667,7 +683,9 @@ class Engine:
         if old_qty > 0:
             name = self.books.products[old_price.product].name
             ii = self._new_invoice_item(
-                s, si, old_price,
+                s,
+                si,
+                old_price,
                 amount=-prorate(old_qty, old_price.unit_amount, start, end, at),
                 quantity=old_qty,
                 description=f"Unused time on {_qty_name(old_qty, name)} after {fmt_date(at)}",
@@ -677,7 +695,9 @@ class Engine:
         if new_qty > 0:
             name = self.books.products[new_p.product].name
             ii = self._new_invoice_item(
-                s, si, new_p,
+                s,
+                si,
+                new_p,
                 amount=prorate(new_qty, new_p.unit_amount, start, end, at),
                 quantity=new_qty,
                 description=f"Remaining time on {_qty_name(new_qty, name)} after {fmt_date(at)}",
@@ -742,8 +762,11 @@ class Engine:
             pending = self._pending_items(s.customer, s.id)
             if pending:
                 inv = self._new_invoice(
-                    self.customer(s.customer), s, billing_reason="subscription_cycle",
-                    auto_advance=True, period=(self.now, self.now),
+                    self.customer(s.customer),
+                    s,
+                    billing_reason="subscription_cycle",
+                    auto_advance=True,
+                    period=(self.now, self.now),
                 )
                 self._attach_pending(inv, s.customer, s.id)
                 s.latest_invoice = inv.id
@@ -782,12 +805,19 @@ class Engine:
         return inv
 
     def _add_recurring_line(
-        self, inv: Invoice, s: Subscription, si: SubscriptionItem, start: int, end: int,
-        *, line_prefix: str = "il",
+        self,
+        inv: Invoice,
+        s: Subscription,
+        si: SubscriptionItem,
+        start: int,
+        end: int,
+        *,
+        line_prefix: str = "il",
     ) -> None:
         price = self.books.prices[si.price]
         product = self.books.products[price.product]
-        inv.lines = [*inv.lines,
+        inv.lines = [
+            *inv.lines,
             LineItem(
                 id=self.new_id(line_prefix),
                 invoice=inv.id,
@@ -803,7 +833,7 @@ class Engine:
                 subscription=s.id,
                 subscription_item=si.id,
                 invoice_item=None,
-            )
+            ),
         ]
 
     def _pending_items(self, customer: str, subscription: str | None) -> list[InvoiceItem]:
@@ -816,14 +846,20 @@ class Engine:
         ]
 
     def _attach_pending(
-        self, inv: Invoice, customer: str, subscription: str | None, *, line_prefix: str = "il",
+        self,
+        inv: Invoice,
+        customer: str,
+        subscription: str | None,
+        *,
+        line_prefix: str = "il",
         attach: bool = True,
     ) -> None:
         for ii in self._pending_items(customer, subscription):
             if attach:
                 ii.invoice = inv.id
             price = self.books.prices.get(ii.price) if ii.price else None
-            inv.lines = [*inv.lines,
+            inv.lines = [
+                *inv.lines,
                 LineItem(
                     id=self.new_id(line_prefix),
                     invoice=inv.id,
@@ -839,7 +875,7 @@ class Engine:
                     subscription=ii.subscription,
                     subscription_item=ii.subscription_item,
                     invoice_item=ii.id,
-                )
+                ),
             ]
 
     def create_invoice(
@@ -853,7 +889,10 @@ class Engine:
         metadata: dict[str, str],
     ) -> Invoice:
         inv = self._new_invoice(
-            customer, subscription, billing_reason="manual", auto_advance=auto_advance,
+            customer,
+            subscription,
+            billing_reason="manual",
+            auto_advance=auto_advance,
             period=(self.now, self.now),
         )
         inv.collection_method = collection_method
@@ -896,15 +935,20 @@ class Engine:
         balance_delta = inv.ending_balance - c.balance
         if balance_delta != 0:
             self.add_balance_transaction(
-                c, amount=balance_delta, currency=inv.currency, type_="applied_to_invoice",
+                c,
+                amount=balance_delta,
+                currency=inv.currency,
+                type_="applied_to_invoice",
                 invoice=inv.id,
             )
         self.emit("invoice.finalized", self.invoice_json(inv))
         if due == 0:
             self._mark_paid(inv, amount=0)
             return True
-        if attempt_payment and inv.collection_method == "charge_automatically" and (
-            inv.auto_advance or inv.billing_reason != "manual"
+        if (
+            attempt_payment
+            and inv.collection_method == "charge_automatically"
+            and (inv.auto_advance or inv.billing_reason != "manual")
         ):
             return self.attempt_payment(inv)
         return False
@@ -951,8 +995,7 @@ class Engine:
         if inv.subscription is not None:
             s = self.books.subscriptions[inv.subscription]
             if s.status in ("past_due", "incomplete") and not any(
-                i.status == "open" and i.subscription == s.id
-                for i in self.books.invoices.values()
+                i.status == "open" and i.subscription == s.id for i in self.books.invoices.values()
             ):
                 before = self.subscription_json(s)
                 s.status = "active"
@@ -993,15 +1036,21 @@ class Engine:
             raise bad_request(f"Invoice {inv.id} is {inv.status}, not open.")
         remaining = inv.amount_remaining
         pay = InvoicePayment(
-            id=self.new_id("inpay"), invoice=inv.id, amount=amount, currency=inv.currency,
-            created=self.now, status="paid", payment_intent=self.new_id("pi"),
+            id=self.new_id("inpay"),
+            invoice=inv.id,
+            amount=amount,
+            currency=inv.currency,
+            created=self.now,
+            status="paid",
+            payment_intent=self.new_id("pi"),
         )
         inv.payments = [*inv.payments, pay]
         self.emit("invoice_payment.paid", invoice_payment_json(pay))
         if amount < remaining:
             inv.amount_paid += amount
-            self.emit("invoice.updated", self.invoice_json(inv),
-                      {"amount_paid": inv.amount_paid - amount})
+            self.emit(
+                "invoice.updated", self.invoice_json(inv), {"amount_paid": inv.amount_paid - amount}
+            )
             return
         excess = amount - remaining
         inv.amount_overpaid = excess
@@ -1009,8 +1058,11 @@ class Engine:
         if excess > 0:
             self.emit("invoice.overpaid", self.invoice_json(inv))
             self.add_balance_transaction(
-                self.books.customers[inv.customer], amount=-excess, currency=inv.currency,
-                type_="invoice_overpaid", invoice=inv.id,
+                self.books.customers[inv.customer],
+                amount=-excess,
+                currency=inv.currency,
+                type_="invoice_overpaid",
+                invoice=inv.id,
             )
 
     # --- previews ---------------------------------------------------------------------
@@ -1019,14 +1071,19 @@ class Engine:
         """The invoice the next renewal would produce (on a silent clone)."""
         end = min(self.books.items[i].period_end for i in s.items)
         inv = self._new_invoice(
-            self.customer(s.customer), s, billing_reason="upcoming", auto_advance=True,
-            period=(self.books.items[s.items[0]].period_start, end), invoice_id=preview_id,
+            self.customer(s.customer),
+            s,
+            billing_reason="upcoming",
+            auto_advance=True,
+            period=(self.books.items[s.items[0]].period_start, end),
+            invoice_id=preview_id,
         )
         inv.created = end
         next_end = self._period_end(s, s.periods_elapsed + 1)
         for si_id in s.items:
-            self._add_recurring_line(inv, s, self.books.items[si_id], end, next_end,
-                                     line_prefix="il_tmp")
+            self._add_recurring_line(
+                inv, s, self.books.items[si_id], end, next_end, line_prefix="il_tmp"
+            )
         self._attach_pending(inv, s.customer, s.id, line_prefix="il_tmp", attach=False)
         self._preview_balance(inv)
         inv.next_payment_attempt = end + RENEWAL_FINALIZE_DELAY
@@ -1035,8 +1092,12 @@ class Engine:
     def preview_pending(self, customer: Customer, s: Subscription, preview_id: str) -> Invoice:
         """The invoice ``always_invoice`` would produce now (on a silent clone)."""
         inv = self._new_invoice(
-            customer, s, billing_reason="subscription_update",
-            auto_advance=True, period=(self.now, self.now), invoice_id=preview_id,
+            customer,
+            s,
+            billing_reason="subscription_update",
+            auto_advance=True,
+            period=(self.now, self.now),
+            invoice_id=preview_id,
         )
         self._attach_pending(inv, customer.id, s.id, line_prefix="il_tmp", attach=False)
         self._preview_balance(inv)
@@ -1117,8 +1178,11 @@ class Engine:
             si.billed_quantity, si.billed_price = si.quantity, si.price
         after = self.subscription_json(s)
         inv = self._new_invoice(
-            self.customer(s.customer), s, billing_reason="subscription_cycle",
-            auto_advance=True, period=(old_start, old_end),
+            self.customer(s.customer),
+            s,
+            billing_reason="subscription_cycle",
+            auto_advance=True,
+            period=(old_start, old_end),
         )
         for si_id in s.items:
             si = self.books.items[si_id]

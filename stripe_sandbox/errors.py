@@ -49,8 +49,9 @@ def bad_request(message: str, *, param: str | None = None, code: str | None = No
 
 
 def missing_param(param: str) -> StripeError:
-    return StripeError(400, f"Missing required param: {param}.", param=param,
-                       code="parameter_missing")
+    return StripeError(
+        400, f"Missing required param: {param}.", param=param, code="parameter_missing"
+    )
 
 
 def unknown_param(param: str) -> StripeError:

@@ -153,9 +153,7 @@ def opt_enum(
     options = list(choices)
     if value not in options:
         name = param or key
-        raise bad_request(
-            f"Invalid {name}: must be one of {', '.join(options)}", param=name
-        )
+        raise bad_request(f"Invalid {name}: must be one of {', '.join(options)}", param=name)
     return value
 
 

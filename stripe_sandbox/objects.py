@@ -664,8 +664,9 @@ def invoice_json(inv: Invoice, cust: Customer, lines: list[Json], *, preview: bo
         "ending_balance": inv.ending_balance,
         "footer": None,
         "from_invoice": None,
-        "hosted_invoice_url": None if inv.status == "draft" or preview else
-        f"https://invoice.stripe.test/{inv.id}",
+        "hosted_invoice_url": None
+        if inv.status == "draft" or preview
+        else f"https://invoice.stripe.test/{inv.id}",
         "invoice_pdf": None,
         "issuer": {"type": "self"},
         "last_finalization_error": None,
@@ -719,8 +720,10 @@ def invoice_json(inv: Invoice, cust: Customer, lines: list[Json], *, preview: bo
 
 def line_description(quantity: int, product_name: str, price: Price) -> str:
     """Stripe's wording for a recurring line: ``8 x Seat (at $120.00 / year)`` (x is U+00D7)."""
-    every = price.interval if price.interval_count == 1 else (
-        f"every {price.interval_count} {price.interval}s"
+    every = (
+        price.interval
+        if price.interval_count == 1
+        else (f"every {price.interval_count} {price.interval}s")
     )
     money = fmt_money(price.unit_amount, price.currency)
     return f"{quantity} {TIMES} {product_name} (at {money} / {every})"

@@ -85,14 +85,16 @@ def _paginate(items: list[Json], params: Params, url: str) -> Json:
     ids = [obj["id"] for obj in items]
     if after is not None:
         if after not in ids:
-            raise bad_request(f"No such object: '{after}'", param="starting_after",
-                              code="resource_missing")
-        items = items[ids.index(after) + 1:]
+            raise bad_request(
+                f"No such object: '{after}'", param="starting_after", code="resource_missing"
+            )
+        items = items[ids.index(after) + 1 :]
         page = items[:limit]
     elif before is not None:
         if before not in ids:
-            raise bad_request(f"No such object: '{before}'", param="ending_before",
-                              code="resource_missing")
+            raise bad_request(
+                f"No such object: '{before}'", param="ending_before", code="resource_missing"
+            )
         items = items[: ids.index(before)]
         page = items[-limit:]
     else:
@@ -119,8 +121,12 @@ def _expand(engine: Engine, node: Any, parts: list[str]) -> None:
     if key == "payments" and node.get("object") == "invoice" and not rest:
         inv = engine.invoice(node["id"])
         data = [engine.invoice_payment_json(p) for p in inv.payments]
-        node["payments"] = {"object": "list", "data": data, "has_more": False,
-                            "url": f"/v1/invoice_payments?invoice={inv.id}"}
+        node["payments"] = {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "url": f"/v1/invoice_payments?invoice={inv.id}",
+        }
         return
     if key not in node:
         raise bad_request(f"This property cannot be expanded ({key}).", param="expand")
@@ -223,7 +229,8 @@ def list_customers(e: Engine, _m: re.Match[str], p: Params) -> Json:
     email = opt_str(p, "email")
     created = _created_filter(p)
     custs = [
-        c for c in _newest_first(list(e.books.customers.values()))
+        c
+        for c in _newest_first(list(e.books.customers.values()))
         if (email is None or c.email == email) and created(c.created)
     ]
     return _paginate([e.customer_json(c) for c in custs], p, "/v1/customers")
@@ -253,12 +260,15 @@ def list_balance_transactions(e: Engine, m: re.Match[str], p: Params) -> Json:
     invoice = opt_str(p, "invoice")
     created = _created_filter(p)
     txns = [
-        t for t in _newest_first(list(e.books.balance_transactions.values()))
-        if t.customer == c.id and (invoice is None or t.invoice == invoice)
-        and created(t.created)
+        t
+        for t in _newest_first(list(e.books.balance_transactions.values()))
+        if t.customer == c.id and (invoice is None or t.invoice == invoice) and created(t.created)
     ]
-    return _paginate([e.balance_transaction_json(t) for t in txns], p,
-                     f"/v1/customers/{c.id}/balance_transactions")
+    return _paginate(
+        [e.balance_transaction_json(t) for t in txns],
+        p,
+        f"/v1/customers/{c.id}/balance_transactions",
+    )
 
 
 @route("GET", r"/v1/customers/(?P<id>[^/]+)/balance_transactions/(?P<txn>[^/]+)")
@@ -267,8 +277,12 @@ def get_balance_transaction(e: Engine, m: re.Match[str], p: Params) -> Json:
     c = e.customer(m["id"])
     txn = e.books.balance_transactions.get(m["txn"])
     if txn is None or txn.customer != c.id:
-        raise StripeError(404, f"No such customer balance transaction: '{m['txn']}'",
-                          code="resource_missing", param="id")
+        raise StripeError(
+            404,
+            f"No such customer balance transaction: '{m['txn']}'",
+            code="resource_missing",
+            param="id",
+        )
     return e.balance_transaction_json(txn)
 
 
@@ -289,13 +303,23 @@ def get_product(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("POST", r"/v1/prices")
 def create_price(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["currency", "unit_amount", "recurring", "product", "product_data",
-                    "metadata", "nickname", "lookup_key"])
+    check_known(
+        p,
+        [
+            "currency",
+            "unit_amount",
+            "recurring",
+            "product",
+            "product_data",
+            "metadata",
+            "nickname",
+            "lookup_key",
+        ],
+    )
     currency = req_str(p, "currency").lower()
     unit_amount = req_int(p, "unit_amount")
     if unit_amount < 0:
-        raise bad_request("This value must be greater than or equal to 0.",
-                          param="unit_amount")
+        raise bad_request("This value must be greater than or equal to 0.", param="unit_amount")
     recurring = opt_dict(p, "recurring")
     if recurring is None:
         raise bad_request(
@@ -303,8 +327,9 @@ def create_price(e: Engine, _m: re.Match[str], p: Params) -> Json:
             param="recurring",
         )
     check_known(recurring, ["interval", "interval_count", "usage_type"], "recurring")
-    interval = opt_enum(recurring, "interval", ["day", "week", "month", "year"],
-                        "recurring[interval]")
+    interval = opt_enum(
+        recurring, "interval", ["day", "week", "month", "year"], "recurring[interval]"
+    )
     if interval is None:
         raise missing_param("recurring[interval]")
     if opt_enum(recurring, "usage_type", ["licensed"], "recurring[usage_type]") is None:
@@ -312,13 +337,16 @@ def create_price(e: Engine, _m: re.Match[str], p: Params) -> Json:
     count = opt_int(recurring, "interval_count", "recurring[interval_count]") or 1
     limit = {"day": 365, "week": 52, "month": 12, "year": 1}[interval]
     if not 1 <= count <= limit:
-        raise bad_request("Invalid interval_count: the maximum billing period is one year.",
-                          param="recurring[interval_count]")
+        raise bad_request(
+            "Invalid interval_count: the maximum billing period is one year.",
+            param="recurring[interval_count]",
+        )
     product_id = opt_str(p, "product")
     product_data = opt_dict(p, "product_data")
     if product_id is not None and product_data is not None:
-        raise bad_request("You may only specify one of these parameters: product, product_data.",
-                          param="product")
+        raise bad_request(
+            "You may only specify one of these parameters: product, product_data.", param="product"
+        )
     if product_id is not None:
         e.product(product_id, param="product")
     elif product_data is not None:
@@ -348,14 +376,25 @@ def get_price(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("GET", r"/v1/prices")
 def list_prices(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["limit", "starting_after", "ending_before", "product", "active",
-                    "currency", "lookup_keys"])
+    check_known(
+        p,
+        [
+            "limit",
+            "starting_after",
+            "ending_before",
+            "product",
+            "active",
+            "currency",
+            "lookup_keys",
+        ],
+    )
     product = opt_str(p, "product")
     active = opt_bool(p, "active")
     currency = opt_str(p, "currency")
     lookup_keys = opt_list(p, "lookup_keys")
     prices = [
-        x for x in _newest_first(list(e.books.prices.values()))
+        x
+        for x in _newest_first(list(e.books.prices.values()))
         if (product is None or x.product == product)
         and (active is None or x.active == active)
         and (currency is None or x.currency == currency)
@@ -379,8 +418,7 @@ def _parse_items(raw: list[Any], *, for_update: bool, param: str = "items") -> l
         check_known(entry, allowed, name)
         quantity = opt_int(entry, "quantity", f"{name}[quantity]")
         if quantity is not None and quantity < 0:
-            raise bad_request("Invalid quantity: must be non-negative",
-                              param=f"{name}[quantity]")
+            raise bad_request("Invalid quantity: must be non-negative", param=f"{name}[quantity]")
         meta = opt_dict(entry, "metadata", f"{name}[metadata]")
         changes.append(
             ItemChange(
@@ -397,8 +435,19 @@ def _parse_items(raw: list[Any], *, for_update: bool, param: str = "items") -> l
 
 @route("POST", r"/v1/subscriptions")
 def create_subscription(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["customer", "items", "billing_mode", "metadata", "proration_behavior",
-                    "payment_behavior", "collection_method", "off_session"])
+    check_known(
+        p,
+        [
+            "customer",
+            "items",
+            "billing_mode",
+            "metadata",
+            "proration_behavior",
+            "payment_behavior",
+            "collection_method",
+            "off_session",
+        ],
+    )
     customer = e.customer(req_str(p, "customer"), param="customer")
     raw_items = opt_list(p, "items")
     if not raw_items:
@@ -416,14 +465,20 @@ def create_subscription(e: Engine, _m: re.Match[str], p: Params) -> Json:
                 param=f"{ch.param}[price]",
             )
         seen.add(price.id)
-        items.append((price, 1 if ch.quantity is None else ch.quantity,
-                      {k: str(v) for k, v in (ch.metadata or {}).items()}))
+        items.append(
+            (
+                price,
+                1 if ch.quantity is None else ch.quantity,
+                {k: str(v) for k, v in (ch.metadata or {}).items()},
+            )
+        )
     mode = opt_dict(p, "billing_mode")
     billing_mode = "flexible"
     if mode is not None:
         check_known(mode, ["type", "flexible"], "billing_mode")
-        billing_mode = opt_enum(mode, "type", ["classic", "flexible"],
-                                "billing_mode[type]") or "flexible"
+        billing_mode = (
+            opt_enum(mode, "type", ["classic", "flexible"], "billing_mode[type]") or "flexible"
+        )
     opt_enum(p, "proration_behavior", PRORATION_BEHAVIORS)
     opt_enum(p, "collection_method", ["charge_automatically"])
     payment_behavior = opt_enum(p, "payment_behavior", PAYMENT_BEHAVIORS) or "allow_incomplete"
@@ -445,11 +500,25 @@ def get_subscription(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("GET", r"/v1/subscriptions")
 def list_subscriptions(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["limit", "starting_after", "ending_before", "status", "customer",
-                    "price", "created"])
-    status = opt_enum(p, "status", ["active", "all", "canceled", "ended", "incomplete",
-                                    "incomplete_expired", "past_due", "paused", "trialing",
-                                    "unpaid"])
+    check_known(
+        p, ["limit", "starting_after", "ending_before", "status", "customer", "price", "created"]
+    )
+    status = opt_enum(
+        p,
+        "status",
+        [
+            "active",
+            "all",
+            "canceled",
+            "ended",
+            "incomplete",
+            "incomplete_expired",
+            "past_due",
+            "paused",
+            "trialing",
+            "unpaid",
+        ],
+    )
     customer = opt_str(p, "customer")
     price = opt_str(p, "price")
     created = _created_filter(p)
@@ -464,8 +533,10 @@ def list_subscriptions(e: Engine, _m: re.Match[str], p: Params) -> Json:
         return s_status == status
 
     subs = [
-        s for s in _newest_first(list(e.books.subscriptions.values()))
-        if keep(s.status) and (customer is None or s.customer == customer)
+        s
+        for s in _newest_first(list(e.books.subscriptions.values()))
+        if keep(s.status)
+        and (customer is None or s.customer == customer)
         and (price is None or any(e.books.items[i].price == price for i in s.items))
         and created(s.created)
     ]
@@ -481,8 +552,18 @@ def _update_common(p: Params) -> tuple[str, int | None, str]:
 
 @route("POST", r"/v1/subscriptions/(?P<id>[^/]+)")
 def update_subscription(e: Engine, m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["items", "proration_behavior", "proration_date", "payment_behavior",
-                    "billing_cycle_anchor", "metadata", "cancel_at_period_end"])
+    check_known(
+        p,
+        [
+            "items",
+            "proration_behavior",
+            "proration_date",
+            "payment_behavior",
+            "billing_cycle_anchor",
+            "metadata",
+            "cancel_at_period_end",
+        ],
+    )
     s = e.subscription(m["id"])
     anchor = p.get("billing_cycle_anchor")
     if anchor is not None:
@@ -495,8 +576,10 @@ def update_subscription(e: Engine, m: re.Match[str], p: Params) -> Json:
         check_known(anchor, ["type"], "billing_cycle_anchor")
         kind = opt_enum(anchor, "type", ["now", "unchanged"], "billing_cycle_anchor[type]")
         if kind == "now":
-            raise bad_request("The Stripe sandbox does not model resetting the billing cycle "
-                              "anchor.", param="billing_cycle_anchor[type]")
+            raise bad_request(
+                "The Stripe sandbox does not model resetting the billing cycle anchor.",
+                param="billing_cycle_anchor[type]",
+            )
     behavior, proration_date, payment_behavior = _update_common(p)
     changes = _parse_items(opt_list(p, "items") or [], for_update=True)
     metadata = metadata_update(s.metadata, p) if "metadata" in p else None
@@ -532,15 +615,25 @@ def get_item(e: Engine, m: re.Match[str], p: Params) -> Json:
     check_known(p, [])
     si = e.item(m["id"])
     if si.id not in e.books.subscriptions[si.subscription].items:
-        raise StripeError(404, f"No such subscription_item: '{si.id}'",
-                          code="resource_missing", param="id")
+        raise StripeError(
+            404, f"No such subscription_item: '{si.id}'", code="resource_missing", param="id"
+        )
     return e.item_json(si)
 
 
 @route("POST", r"/v1/subscription_items/(?P<id>[^/]+)")
 def update_item(e: Engine, m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["quantity", "price", "metadata", "proration_behavior", "proration_date",
-                    "payment_behavior"])
+    check_known(
+        p,
+        [
+            "quantity",
+            "price",
+            "metadata",
+            "proration_behavior",
+            "proration_date",
+            "payment_behavior",
+        ],
+    )
     si = e.item(m["id"])
     s = e.books.subscriptions[si.subscription]
     quantity = opt_int(p, "quantity")
@@ -577,14 +670,26 @@ def list_items(e: Engine, _m: re.Match[str], p: Params) -> Json:
 
 @route("POST", r"/v1/invoices")
 def create_invoice(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["customer", "subscription", "pending_invoice_items_behavior",
-                    "auto_advance", "collection_method", "metadata", "description"])
+    check_known(
+        p,
+        [
+            "customer",
+            "subscription",
+            "pending_invoice_items_behavior",
+            "auto_advance",
+            "collection_method",
+            "metadata",
+            "description",
+        ],
+    )
     customer = e.customer(req_str(p, "customer"), param="customer")
     sub_id = opt_str(p, "subscription")
     s = e.subscription(sub_id, param="subscription") if sub_id else None
     if s is not None and s.customer != customer.id:
-        raise bad_request(f"The subscription {s.id} does not belong to customer "
-                          f"{customer.id}.", param="subscription")
+        raise bad_request(
+            f"The subscription {s.id} does not belong to customer {customer.id}.",
+            param="subscription",
+        )
     behavior = opt_enum(p, "pending_invoice_items_behavior", ["include", "exclude"]) or "exclude"
     collection = opt_enum(p, "collection_method", ["charge_automatically", "send_invoice"])
     auto = opt_bool(p, "auto_advance")
@@ -617,14 +722,26 @@ def get_invoice(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("GET", r"/v1/invoices")
 def list_invoices(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["customer", "subscription", "status", "limit", "starting_after",
-                    "ending_before", "created", "collection_method"])
+    check_known(
+        p,
+        [
+            "customer",
+            "subscription",
+            "status",
+            "limit",
+            "starting_after",
+            "ending_before",
+            "created",
+            "collection_method",
+        ],
+    )
     customer = opt_str(p, "customer")
     sub = opt_str(p, "subscription")
     status = opt_enum(p, "status", ["draft", "open", "paid", "uncollectible", "void"])
     created = _created_filter(p)
     invs = [
-        i for i in _newest_first(list(e.books.invoices.values()))
+        i
+        for i in _newest_first(list(e.books.invoices.values()))
         if (customer is None or i.customer == customer)
         and (sub is None or i.subscription == sub)
         and (status is None or i.status == status)
@@ -683,11 +800,11 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
     s = e.subscription(sub_id, param="subscription")
     customer = e.customer(cust_id, param="customer") if cust_id else e.customer(s.customer)
     if s.customer != customer.id:
-        raise bad_request("The subscription does not belong to this customer.",
-                          param="subscription")
+        raise bad_request(
+            "The subscription does not belong to this customer.", param="subscription"
+        )
     details = opt_dict(p, "subscription_details") or {}
-    check_known(details, ["items", "proration_date", "proration_behavior"],
-                "subscription_details")
+    check_known(details, ["items", "proration_date", "proration_behavior"], "subscription_details")
     # Apply the change for real inside an undo point, render the invoice, undo it all.
     snap = e.snapshot()
     e.silent = True
@@ -700,13 +817,21 @@ def create_preview(e: Engine, _m: re.Match[str], p: Params) -> Json:
 
 def _preview(e: Engine, s: Subscription, customer: Customer, details: Params) -> Json:
     preview_id = "upcoming_" + e.new_id("in")
-    behavior = opt_enum(details, "proration_behavior", PRORATION_BEHAVIORS,
-                        "subscription_details[proration_behavior]") or "create_prorations"
+    behavior = (
+        opt_enum(
+            details,
+            "proration_behavior",
+            PRORATION_BEHAVIORS,
+            "subscription_details[proration_behavior]",
+        )
+        or "create_prorations"
+    )
     proration_date = opt_int(details, "proration_date", "subscription_details[proration_date]")
     raw_items = opt_list(details, "items", "subscription_details[items]")
     if raw_items or proration_date is not None:
-        changes = _parse_items(raw_items or [], for_update=True,
-                               param="subscription_details[items]")
+        changes = _parse_items(
+            raw_items or [], for_update=True, param="subscription_details[items]"
+        )
         # Build the prorations but leave them pending: the preview shows them.
         e.update_subscription(
             s,
@@ -719,8 +844,9 @@ def _preview(e: Engine, s: Subscription, customer: Customer, details: Params) ->
         inv = e.preview_pending(customer, s, preview_id)
     else:
         if s.status == "canceled":
-            raise bad_request("No upcoming invoices for a canceled subscription.",
-                              code="invoice_upcoming_none")
+            raise bad_request(
+                "No upcoming invoices for a canceled subscription.", code="invoice_upcoming_none"
+            )
         inv = e.preview_renewal(s, preview_id)
     if proration_date is not None:
         inv.subscription_proration_date = proration_date
@@ -738,14 +864,16 @@ def get_invoice_item(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("GET", r"/v1/invoiceitems")
 def list_invoice_items(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["customer", "pending", "invoice", "limit", "starting_after",
-                    "ending_before", "created"])
+    check_known(
+        p, ["customer", "pending", "invoice", "limit", "starting_after", "ending_before", "created"]
+    )
     customer = opt_str(p, "customer")
     pending = opt_bool(p, "pending")
     invoice = opt_str(p, "invoice")
     created = _created_filter(p)
     items = [
-        ii for ii in _newest_first(list(e.books.invoice_items.values()))
+        ii
+        for ii in _newest_first(list(e.books.invoice_items.values()))
         if (customer is None or ii.customer == customer)
         and (pending is None or (ii.invoice is None) == pending)
         and (invoice is None or ii.invoice == invoice)
@@ -759,11 +887,14 @@ def list_invoice_payments(e: Engine, _m: re.Match[str], p: Params) -> Json:
     check_known(p, ["invoice", "limit", "starting_after", "ending_before", "status"])
     invoice = opt_str(p, "invoice")
     pays = [
-        pay for inv in e.books.invoices.values() for pay in inv.payments
+        pay
+        for inv in e.books.invoices.values()
+        for pay in inv.payments
         if invoice is None or inv.id == invoice
     ]
-    return _paginate([e.invoice_payment_json(x) for x in _newest_first(pays)], p,
-                     "/v1/invoice_payments")
+    return _paginate(
+        [e.invoice_payment_json(x) for x in _newest_first(pays)], p, "/v1/invoice_payments"
+    )
 
 
 # --- events -----------------------------------------------------------------------------
@@ -780,8 +911,18 @@ def get_event(e: Engine, m: re.Match[str], p: Params) -> Json:
 
 @route("GET", r"/v1/events")
 def list_events(e: Engine, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["type", "types", "created", "limit", "starting_after", "ending_before",
-                    "delivery_success"])
+    check_known(
+        p,
+        [
+            "type",
+            "types",
+            "created",
+            "limit",
+            "starting_after",
+            "ending_before",
+            "delivery_success",
+        ],
+    )
     type_ = opt_str(p, "type")
     types = opt_list(p, "types")
     created = _created_filter(p)

@@ -86,27 +86,37 @@ class WebhookForwarder:
                     resp = self.post(
                         self.url,
                         data=item.body,
-                        headers={"Content-Type": "application/json; charset=utf-8",
-                                 "Stripe-Signature": header,
-                                 "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
+                        headers={
+                            "Content-Type": "application/json; charset=utf-8",
+                            "Stripe-Signature": header,
+                            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                        },
                         timeout=self.timeout,
                     )
                     status = int(resp.status_code)
                 except Exception as exc:  # best effort: never crash the sandbox
-                    log.warning("stripe_sandbox: webhook %s to %s failed: %s",
-                                item.event_id, self.url, exc)
+                    log.warning(
+                        "stripe_sandbox: webhook %s to %s failed: %s", item.event_id, self.url, exc
+                    )
                     status = 0
                 if 200 <= status < 300:
                     ok += 1
                     continue
                 if status:
-                    log.warning("stripe_sandbox: webhook %s to %s answered %s",
-                                item.event_id, self.url, status)
+                    log.warning(
+                        "stripe_sandbox: webhook %s to %s answered %s",
+                        item.event_id,
+                        self.url,
+                        status,
+                    )
                 if item.attempts < self.max_attempts:
                     still.append(item)
                 else:
-                    log.error("stripe_sandbox: giving up on webhook %s after %d attempts",
-                              item.event_id, item.attempts)
+                    log.error(
+                        "stripe_sandbox: giving up on webhook %s after %d attempts",
+                        item.event_id,
+                        item.attempts,
+                    )
             self.pending = still
             self.delivered += ok
             return ok
@@ -171,8 +181,9 @@ def create_sandbox_app(
                 headers=dict(req.headers),
             )
         after_change()
-        out = flask.Response(json.dumps(resp.body, indent=2), status=resp.status,
-                             mimetype="application/json")
+        out = flask.Response(
+            json.dumps(resp.body, indent=2), status=resp.status, mimetype="application/json"
+        )
         for k, v in resp.headers.items():
             if k.lower() != "content-type":
                 out.headers[k] = v
@@ -200,8 +211,11 @@ def create_sandbox_app(
         with guard:
             overview = double.state_overview()
         if forwarder is not None:
-            overview["webhooks"] = {"url": forwarder.url, "delivered": forwarder.delivered,
-                                    "failing": len(forwarder.pending)}
+            overview["webhooks"] = {
+                "url": forwarder.url,
+                "delivered": forwarder.delivered,
+                "failing": len(forwarder.pending),
+            }
         return flask.jsonify(overview)
 
     @app.post("/_sandbox/faults")
@@ -239,9 +253,15 @@ def create_sandbox_app(
     def recorded() -> flask.Response:
         with guard:
             rows = [
-                {"method": r.method, "path": r.path, "status": r.status,
-                 "idempotency_key": r.idempotency_key, "replayed": r.replayed,
-                 "fault": r.fault, "params": r.params}
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "status": r.status,
+                    "idempotency_key": r.idempotency_key,
+                    "replayed": r.replayed,
+                    "fault": r.fault,
+                    "params": r.params,
+                }
                 for r in double.requests[-200:]
             ]
         return flask.jsonify(requests=rows)
@@ -269,11 +289,16 @@ def serve(
     """
     if host not in _LOOPBACK and not allow_non_loopback:
         raise ValueError(f"stripe sandbox only listens on loopback, not {host!r}")
-    sandbox = double or StripeDouble(int(time.time()) if now is None else now,
-                                     webhook_secret=webhook_secret)
+    sandbox = double or StripeDouble(
+        int(time.time()) if now is None else now, webhook_secret=webhook_secret
+    )
     app = create_sandbox_app(sandbox, webhook_url)
     log.warning(
         "stripe_sandbox: FAKE Stripe (test/demo only, no real money) on http://%s:%d; "
-        "webhooks -> %s (secret %s)", host, port, webhook_url or "none", sandbox.webhook_secret,
+        "webhooks -> %s (secret %s)",
+        host,
+        port,
+        webhook_url or "none",
+        sandbox.webhook_secret,
     )
     run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -229,6 +229,7 @@ class SyncEngine:
             sent.append((update, latest_invoice if invoiced else None))
 
         final_quantity = updates[-1].quantity if updates else item.quantity
+        invoice_slot = self._next_invoice_slot(subscription_id) if deferred else None
         with self.sessions.begin() as session:
             for record in session.scalars(
                 select(OutboxRecord).where(OutboxRecord.id.in_([r.id for r in current]))
@@ -242,9 +243,9 @@ class SyncEngine:
                 ]
             seat_type = session.get_one(SeatType, seat_type_id)
             seat_type.stripe_quantity, seat_type.stripe_seen_at = final_quantity, self.clock()
-            if deferred:
+            if invoice_slot is not None:
                 subscription = session.get_one(Subscription, subscription_id)
-                subscription.invoice_pending_items_at = self._next_invoice_slot(subscription_id)
+                subscription.invoice_pending_items_at = invoice_slot
         report.records_done += len(current)
 
     def _send_update(
@@ -345,10 +346,9 @@ class SyncEngine:
         self, subscription_id: str, customer_id: str, stripe_subscription_id: str, due: datetime
     ) -> None:
         if self._invoices_allowed(subscription_id) < 1:
+            slot = self._next_invoice_slot(subscription_id)
             with self.sessions.begin() as session:
-                session.get_one(
-                    Subscription, subscription_id
-                ).invoice_pending_items_at = self._next_invoice_slot(subscription_id)
+                session.get_one(Subscription, subscription_id).invoice_pending_items_at = slot
             return
         key = f"seatsync-invoice-{subscription_id}-{int(due.timestamp())}"
         outcome, error, invoice_id = "ok", None, None

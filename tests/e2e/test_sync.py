@@ -1,0 +1,279 @@
+"""The sync under failure, load and concurrency: every accepted change reaches Stripe once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import stripe
+from flask.testing import FlaskClient
+
+from stripe_sandbox.double import StripeDouble
+from tests.conftest import utc
+from tests.e2e.scenario import Scenario, at
+
+# Period 2026-01-01 .. 2027-01-01 (365 days) at 365.00 a seat a year: 100 a day per seat.
+MARCH_15 = at(utc(2026, 3, 15, 10, 30))
+ONE_SEAT_FROM_MARCH_15 = 36500 * 292 // 365  # 29200
+
+
+def test_stripe_500_is_retried_later_and_charges_once(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    double.inject_fault("POST", rf"/v1/subscriptions/{s.stripe_sub.id}", status=500)
+    report = s.sync.drain()
+    assert (report.records_retrying, report.records_done) == (1, 0)
+    assert s.new_invoices() == []
+    s.sync.drain()  # not due yet: backoff
+    assert s.new_invoices() == []
+    double.advance(60)
+    assert s.sync.drain().records_done == 1
+    [invoice] = s.new_invoices()
+    assert invoice.total == ONE_SEAT_FROM_MARCH_15
+
+
+def test_lock_timeout_429_is_retried(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    double.inject_fault(
+        "POST", rf"/v1/subscriptions/{s.stripe_sub.id}", status=429, error_code="lock_timeout"
+    )
+    assert s.sync.drain().records_retrying == 1
+    double.advance(60)
+    assert s.sync.drain().records_done == 1
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def test_timeout_after_stripe_applied_the_write_does_not_charge_twice(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    double.inject_fault(
+        "POST", rf"/v1/subscriptions/{s.stripe_sub.id}", kind="timeout", apply_first=True
+    )
+    assert s.sync.drain().records_retrying == 1  # we never heard back
+    assert len(s.new_invoices()) == 1  # ... but Stripe did it
+    s.post("licenses", 1)  # a new change joins the retry: the plan is made afresh
+    double.advance(60)
+    assert s.sync.drain().records_done == 2
+    assert sorted(i.total for i in s.new_invoices()) == [ONE_SEAT_FROM_MARCH_15] * 2
+    assert s.item_quantity() == 12
+
+
+class CrashAfterStripe(BaseException):
+    """The process dies: not an Exception, so nothing catches it."""
+
+
+def test_crash_after_the_write_then_restart_charges_once(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 2)
+    doomed = make_sync("doomed-worker")
+    update = doomed.port.update_quantity
+
+    def update_then_die(request: Any) -> Any:
+        update(request)
+        raise CrashAfterStripe
+
+    doomed.port.update_quantity = update_then_die
+    with pytest.raises(CrashAfterStripe):
+        doomed.drain()
+    assert len(s.new_invoices()) == 1
+    restarted = make_sync("new-worker")
+    report = restarted.drain()
+    assert (report.records_done, report.updates_sent) == (1, 0)  # Stripe already holds 12
+    [invoice] = s.new_invoices()
+    assert invoice.total == 2 * ONE_SEAT_FROM_MARCH_15
+    assert s.item_quantity() == 12
+
+
+def test_a_permanent_error_dead_letters_one_subscription_and_the_others_sync(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    client: FlaskClient,
+    auth: dict[str, str],
+) -> None:
+    broken, healthy = scenario(), scenario()
+    healthy.sync = broken.sync
+    double.advance_to(MARCH_15)
+    broken.post("licenses", 1)
+    healthy.post("licenses", 1)
+    double.inject_fault(
+        "POST",
+        rf"/v1/subscriptions/{broken.stripe_sub.id}",
+        status=400,
+        error_code="parameter_invalid_integer",
+        times=5,
+    )
+    report = broken.sync.drain()
+    assert (report.records_dead, report.records_done) == (1, 1)
+    assert [i.total for i in healthy.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+    assert broken.new_invoices() == []
+    status = client.get("/v1/ops/sync", headers=auth).json or {}
+    [dead] = status["dead"]
+    assert dead["subscription_id"] == broken.id
+    assert "400" in dead["last_error"]
+    assert status["pending"] == 0
+    calls = client.get(f"/v1/ops/subscriptions/{broken.id}/sync", headers=auth).json or {}
+    assert [c["outcome"] for c in calls["stripe_calls"]] == ["rejected"]
+
+
+def test_a_burst_on_one_day_becomes_one_stripe_update(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=10)
+    double.advance_to(MARCH_15)
+    for _ in range(50):
+        s.post("licenses", 1)
+    for _ in range(5):
+        s.post("licenses/release", 1)
+    s.sync.drain()
+    # The peak, 60, is charged in one update; the 5 released go down without credit.
+    sent = [
+        (u.params["items"][0]["quantity"], u.params["proration_behavior"]) for u in s.updates_sent()
+    ]
+    assert sent == [("60", "always_invoice"), ("55", "none")]
+    [invoice] = s.new_invoices()
+    assert invoice.total == 50 * ONE_SEAT_FROM_MARCH_15
+    assert s.item_quantity() == 55
+
+
+def test_invoices_beyond_stripes_limits_are_deferred_and_invoiced_later(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario()
+    for day in range(12):  # a change a day, the worker down all along
+        double.advance_to(at(utc(2026, 3, 1 + day, 12)))
+        s.post("licenses", 1)
+    s.sync.drain()
+    invoices_now = s.new_invoices()
+    assert len(invoices_now) == 10  # Stripe allows 10 new invoices a minute
+    assert len(s.pending_items()) == 4  # two changes became prorations (credit + charge)
+    double.advance(61)
+    s.sync.drain()
+    assert len(s.new_invoices()) == 11
+    assert s.pending_items() == []
+    expected = sum(36500 * (365 - 59 - day) // 365 for day in range(12))
+    assert abs(sum(i.total for i in s.new_invoices()) - expected) <= 12  # rounding per line
+
+
+def test_two_workers_share_the_work_and_each_change_reaches_stripe_once(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    lock = threading.Lock()
+    request = double.request
+
+    def serialized(*args: Any, **kwargs: Any) -> Any:  # the double is one Stripe
+        with lock:
+            return request(*args, **kwargs)
+
+    double.request = serialized  # type: ignore[method-assign]
+    scenarios = [scenario() for _ in range(12)]
+    double.advance_to(MARCH_15)
+    for s in scenarios:
+        s.post("licenses", 1)
+    workers = [make_sync("worker-a"), make_sync("worker-b")]
+    reports = []
+    threads = [threading.Thread(target=lambda w=w: reports.append(w.drain())) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sum(r.records_done for r in reports) == 12
+    for s in scenarios:
+        assert len(s.updates_sent()) == 1
+        assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def test_renewal_starts_the_period_at_max_floor_licences_and_resets_the_peak(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+) -> None:
+    from sync.renewals import process_renewals
+
+    s = scenario(quantity=12, floor=10)
+    double.advance_to(MARCH_15)
+    s.post("licenses/release", 2)
+    s.post("licenses", 1)  # 11 licences, peak 12
+    s.sync.drain()
+    double.advance_to(at(utc(2027, 1, 1, 2)))
+    port = s.sync.port
+    assert process_renewals(s.sync.sessions, port, s.sync.clock) == 1
+    view = client.get(f"/v1/subscriptions/{s.id}", headers=auth).json or {}
+    assert view["current_period_start"] == "2027-01-01T00:00:00Z"
+    users = view["seat_types"][0]
+    assert (users["licences"], users["peak"], users["billed_quantity_now"]) == (11, 11, 11)
+    assert users["in_sync"] is True
+    [renewal] = s.new_invoices()
+    assert renewal.total == 11 * 36500
+
+
+def test_reconcile_finds_a_dashboard_change_and_repairs_it_when_told(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    make_sync: Callable[..., Any],
+) -> None:
+    from sync.worker import Jobs
+
+    s = scenario(quantity=10)
+    item = stripe_client.v1.subscriptions.retrieve(s.stripe_sub.id)["items"].data[0]
+    stripe_client.v1.subscriptions.update(  # someone edits the quantity in the Dashboard
+        s.stripe_sub.id, {"items": [{"id": item.id, "quantity": 7}], "proration_behavior": "none"}
+    )
+    reporter = Jobs(s.sync.sessions, s.sync.port, s.sync.clock, s.sync.settings, s.sync)
+    report = reporter.reconcile(force=True)
+    assert report is not None and (report.drift_found, report.repaired) == (1, 0)
+    status = client.get("/v1/ops/sync", headers=auth).json or {}
+    [drift] = status["drift"]
+    assert (drift["field"], drift["expected"], drift["actual"]) == ("quantity", "10", "7")
+    assert status["last_reconcile"]["result"]["drift_found"] == 1
+    assert s.item_quantity() == 7  # only reported
+
+    repairing = make_sync(repair_drift=True)
+    repairer = Jobs(
+        repairing.sessions, repairing.port, repairing.clock, repairing.settings, repairing
+    )
+    assert (repairer.reconcile(force=True) or report).repaired == 1
+    repairing.drain()
+    assert s.item_quantity() == 10
+    assert s.new_invoices() == [] and s.pending_items() == []  # a repair never charges
+    assert (repairer.reconcile(force=True) or report).drift_found == 0
+    assert (client.get("/v1/ops/sync", headers=auth).json or {})["drift"] == []
+
+
+def test_ops_resync_reconciles_and_sends_pending_changes(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    client: FlaskClient,
+    auth: dict[str, str],
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    status = client.get("/v1/ops/sync", headers=auth).json or {}
+    assert status["pending"] == 1 and status["oldest_pending_age_seconds"] == 0
+    response = client.post(f"/v1/ops/subscriptions/{s.id}/resync", headers=auth)
+    assert response.status_code == 200, response.json
+    body = response.json or {}
+    assert body["status"]["pending"] == 0
+    assert [c["operation"] for c in body["stripe_calls"]] == ["update_quantity"]
+    assert body["stripe_calls"][0]["stripe_object_id"].startswith("in_")
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]

@@ -1,0 +1,40 @@
+"""Leases: one holder at a time, across workers, until they expire."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from connector.adapters.database import make_session_factory
+from sync import leases
+from tests.conftest import utc
+
+NOW = utc(2026, 3, 15, 12)
+TTL = timedelta(seconds=60)
+
+
+def test_a_held_lease_blocks_others_until_it_expires(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "worker-1", NOW, TTL)
+    assert not leases.claim(sessions, "sync:a", "worker-2", NOW + timedelta(seconds=59), TTL)
+    assert leases.claim(sessions, "sync:b", "worker-2", NOW, TTL)  # other names are free
+    assert leases.claim(sessions, "sync:a", "worker-2", NOW + timedelta(seconds=60), TTL)
+
+
+def test_a_released_lease_can_be_taken_at_once(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "worker-1", NOW, TTL)
+    leases.release(sessions, "sync:a", "worker-1")
+    assert leases.claim(sessions, "sync:a", "worker-2", NOW, TTL)
+
+
+def test_a_periodic_job_runs_once_per_interval_across_workers(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    every = timedelta(minutes=15)
+    assert leases.claim_periodic(sessions, "job:r", "w1", NOW, every, TTL)
+    leases.release(sessions, "job:r", "w1", "{}", NOW)
+    assert not leases.claim_periodic(
+        sessions, "job:r", "w2", NOW + timedelta(minutes=5), every, TTL
+    )
+    assert leases.claim_periodic(sessions, "job:r", "w2", NOW + every, every, TTL)
