@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -96,6 +96,7 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
 
 def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
     settings = jobs.settings
+    start = datetime.now(UTC)  # first runs at once, then every interval
     for name, job, seconds in (
         ("drain", jobs.drain, settings.drain_interval_seconds),
         ("renewals", jobs.renewals, settings.renewal_interval_seconds),
@@ -108,6 +109,7 @@ def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
             id=name,
             max_instances=1,
             coalesce=True,
+            next_run_time=start,
         )
     return scheduler
 
