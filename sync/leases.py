@@ -8,28 +8,37 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, update
+from sqlalchemy import ColumnElement, and_, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import Lease
 
 
-def claim(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+def _take(
+    sessions: SessionFactory,
+    name: str,
+    owner: str,
+    until: datetime,
+    free: ColumnElement[bool],
+) -> bool:
+    """Take the lease where `free` holds, or create it; False when another holds it."""
     with sessions.begin() as session:
         taken = session.execute(
-            update(Lease)
-            .where(Lease.name == name, or_(Lease.until <= now, Lease.owner == owner))
-            .values(owner=owner, until=now + ttl)
+            update(Lease).where(Lease.name == name, free).values(owner=owner, until=until)
         )
         if taken.rowcount:  # type: ignore[attr-defined]
             return True
     try:
         with sessions.begin() as session:
-            session.add(Lease(name=name, owner=owner, until=now + ttl))
+            session.add(Lease(name=name, owner=owner, until=until))
         return True
-    except IntegrityError:  # someone else holds it
+    except IntegrityError:  # it exists and is not free
         return False
+
+
+def claim(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+    return _take(sessions, name, owner, now + ttl, or_(Lease.until <= now, Lease.owner == owner))
 
 
 def release(
@@ -60,21 +69,5 @@ def claim_periodic(
     ttl: timedelta,
 ) -> bool:
     """Claim a cluster-wide job if nobody holds it and it last ran `every` ago or more."""
-    with sessions.begin() as session:
-        taken = session.execute(
-            update(Lease)
-            .where(
-                Lease.name == name,
-                Lease.until <= now,
-                or_(Lease.last_run_at.is_(None), and_(Lease.last_run_at <= now - every)),
-            )
-            .values(owner=owner, until=now + ttl)
-        )
-        if taken.rowcount:  # type: ignore[attr-defined]
-            return True
-    try:
-        with sessions.begin() as session:
-            session.add(Lease(name=name, owner=owner, until=now + ttl))
-        return True
-    except IntegrityError:
-        return False
+    due = or_(Lease.last_run_at.is_(None), Lease.last_run_at <= now - every)
+    return _take(sessions, name, owner, now + ttl, and_(Lease.until <= now, due))

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from connector.schemas import ErrorBody
 from connector.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+# What any /v1 route may answer besides its own successes (documented in the OpenAPI).
+COMMON_ERRORS: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
+    status: ErrorBody for status in (400, 401, 403, 404, 415, 422, 503)
+}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:

@@ -8,7 +8,8 @@ from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, Field
 
 from connector.api.context import scoped, wiring
-from connector.schemas import ChangeHeaders, ErrorBody, SubscriptionSync, SyncStatus
+from connector.api.errors import COMMON_ERRORS
+from connector.schemas import ChangeHeaders, SubscriptionSync, SyncStatus
 from connector.services.apikeys import Scope
 from connector.services.seats import find_subscription
 from connector.services.sync_status import subscription_sync, sync_status
@@ -20,15 +21,7 @@ bp = APIBlueprint(
     url_prefix="/v1/ops",
     abp_tags=[Tag(name="ops", description="for billing ops")],
     abp_security=[{"bearer": []}],
-    abp_responses={
-        400: ErrorBody,
-        401: ErrorBody,
-        403: ErrorBody,
-        404: ErrorBody,
-        415: ErrorBody,
-        422: ErrorBody,
-        503: ErrorBody,
-    },
+    abp_responses=COMMON_ERRORS,
 )
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from connector.api.context import run_change, scoped, wiring
+from connector.api.errors import COMMON_ERRORS
 from connector.schemas import (
     AssignHolder,
     ChangeHeaders,
@@ -40,15 +41,7 @@ bp = APIBlueprint(
     url_prefix="/v1/subscriptions",
     abp_tags=[Tag(name="seats", description="for product backends")],
     abp_security=[{"bearer": []}],
-    abp_responses={
-        400: ErrorBody,
-        401: ErrorBody,
-        403: ErrorBody,
-        404: ErrorBody,
-        415: ErrorBody,
-        422: ErrorBody,
-        503: ErrorBody,
-    },
+    abp_responses=COMMON_ERRORS,
 )
 CHANGE_RESPONSES: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None] = {
     200: SeatChange,
