@@ -43,6 +43,8 @@ class SyncSettings(BaseModel):
     # Stripe's per-subscription invoice limits.
     invoices_per_minute: int = Field(default=10, ge=1)
     invoices_per_day: int = Field(default=20, ge=1)
+    # Stripe allows "a few hundred" quantity updates a subscription an hour.
+    quantity_updates_per_hour: int = Field(default=200, ge=2)
     # How long a worker may hold a subscription before another may take it over.
     lease_seconds: int = Field(default=120, ge=5)
     subscriptions_per_drain: int = Field(default=100, ge=1)

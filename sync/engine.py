@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import stripe
 from prometheus_client import Counter
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import (
@@ -209,6 +209,12 @@ class SyncEngine:
             return  # nothing for this period, or waiting for Stripe to renew
 
         updates = plan_updates(item.quantity, [_pending_change(r) for r in current])
+        wait_until = self._update_slot(subscription_id, len(updates))
+        if wait_until is not None:
+            self._postpone(
+                [r.id for r in current], wait_until, "waiting for Stripe's hourly update limit"
+            )
+            return
         updates, deferred = within_invoice_budget(updates, self._invoices_allowed(subscription_id))
         first, last = current[0].id, current[-1].id
         sent: list[tuple[QuantityUpdate, str | None]] = []
@@ -297,50 +303,62 @@ class SyncEngine:
 
     # --- invoices deferred by Stripe's limits ----------------------------------------------
 
-    def _invoices_allowed(self, subscription_id: str) -> int:
-        now = self.clock()
+    def _recent_calls(
+        self, subscription_id: str, window: timedelta, *, invoices: bool
+    ) -> list[datetime]:
+        """When the successful writes (invoice-creating ones, or quantity updates) to this
+        subscription within `window` were made, oldest first."""
+        kind = (
+            StripeCall.creates_invoice.is_(True)
+            if invoices
+            else StripeCall.operation == "update_quantity"
+        )
         with self.sessions() as session:
-
-            def invoices_since(moment: datetime) -> int:
-                return (
-                    session.scalar(
-                        select(func.count())
-                        .select_from(StripeCall)
-                        .where(
-                            StripeCall.subscription_id == subscription_id,
-                            StripeCall.creates_invoice.is_(True),
-                            StripeCall.outcome == "ok",
-                            StripeCall.at > moment,
-                        )
+            return list(
+                session.scalars(
+                    select(StripeCall.at)
+                    .where(
+                        StripeCall.subscription_id == subscription_id,
+                        StripeCall.outcome == "ok",
+                        StripeCall.at > self.clock() - window,
+                        kind,
                     )
-                    or 0
+                    .order_by(StripeCall.at)
                 )
-
-            per_minute = self.settings.invoices_per_minute - invoices_since(
-                now - timedelta(minutes=1)
             )
-            per_day = self.settings.invoices_per_day - invoices_since(now - timedelta(days=1))
-        return max(0, min(per_minute, per_day))
+
+    def _invoices_allowed(self, subscription_id: str) -> int:
+        today = self._recent_calls(subscription_id, timedelta(days=1), invoices=True)
+        last_minute = [at for at in today if at > self.clock() - timedelta(minutes=1)]
+        return max(
+            0,
+            min(
+                self.settings.invoices_per_minute - len(last_minute),
+                self.settings.invoices_per_day - len(today),
+            ),
+        )
 
     def _next_invoice_slot(self, subscription_id: str) -> datetime:
+        """The first moment another invoice fits in Stripe's per-minute and per-day limits."""
         now = self.clock()
-        with self.sessions() as session:
-            recent = session.scalars(
-                select(StripeCall.at)
-                .where(
-                    StripeCall.subscription_id == subscription_id,
-                    StripeCall.creates_invoice.is_(True),
-                    StripeCall.outcome == "ok",
-                    StripeCall.at > now - timedelta(days=1),
-                )
-                .order_by(StripeCall.at)
-            ).all()
-        if len(recent) >= self.settings.invoices_per_day:
-            return recent[-self.settings.invoices_per_day] + timedelta(days=1)
-        minute = [at for at in recent if at > now - timedelta(minutes=1)]
-        if len(minute) >= self.settings.invoices_per_minute:
-            return minute[-self.settings.invoices_per_minute] + timedelta(minutes=1)
-        return now
+        today = self._recent_calls(subscription_id, timedelta(days=1), invoices=True)
+        last_minute = [at for at in today if at > now - timedelta(minutes=1)]
+        slot = now
+        if len(today) >= self.settings.invoices_per_day:
+            slot = max(slot, today[-self.settings.invoices_per_day] + timedelta(days=1))
+        if len(last_minute) >= self.settings.invoices_per_minute:
+            slot = max(slot, last_minute[-self.settings.invoices_per_minute] + timedelta(minutes=1))
+        return slot
+
+    def _update_slot(self, subscription_id: str, planned: int) -> datetime | None:
+        """None if `planned` more quantity updates fit in Stripe's hourly limit for the
+        subscription; otherwise the moment they will."""
+        limit = self.settings.quantity_updates_per_hour
+        hour = self._recent_calls(subscription_id, timedelta(hours=1), invoices=False)
+        excess = len(hour) + planned - limit
+        if excess <= 0:
+            return None
+        return hour[min(excess, len(hour)) - 1] + timedelta(hours=1)
 
     def _invoice_pending(
         self, subscription_id: str, customer_id: str, stripe_subscription_id: str, due: datetime
@@ -440,6 +458,14 @@ class SyncEngine:
                 record.next_attempt_at = now + retry_delay(record.attempts, self.jitter())
                 record.last_error = error
         report.records_retrying += len(record_ids)
+
+    def _postpone(self, record_ids: list[int], until: datetime, reason: str) -> None:
+        """Not a failure: the records wait for a rate limit to allow them."""
+        with self.sessions.begin() as session:
+            for record in session.scalars(
+                select(OutboxRecord).where(OutboxRecord.id.in_(record_ids))
+            ):
+                record.next_attempt_at, record.last_error = until, reason
 
     def _retry_all(self, subscription_id: str, error: str, report: DrainReport) -> None:
         with self.sessions() as session:

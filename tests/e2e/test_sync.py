@@ -277,3 +277,22 @@ def test_ops_resync_reconciles_and_sends_pending_changes(
     assert [c["operation"] for c in body["stripe_calls"]] == ["update_quantity"]
     assert body["stripe_calls"][0]["stripe_object_id"].startswith("in_")
     assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def test_quantity_updates_beyond_the_hourly_limit_wait_for_the_window(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    s = scenario(sync=make_sync(quantity_updates_per_hour=3))
+    double.advance_to(MARCH_15)
+    for _ in range(3):  # three drains, each one update without proration
+        s.post("licenses/release", 1)
+        s.sync.drain()
+        double.advance(60)
+    s.post("licenses/release", 1)
+    s.sync.drain()
+    assert len(s.updates_sent()) == 3  # the fourth waits
+    assert s.item_quantity() == 7
+    double.advance(3600)
+    s.sync.drain()
+    assert len(s.updates_sent()) == 4
+    assert s.item_quantity() == 6
