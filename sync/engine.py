@@ -1,12 +1,16 @@
 """The outbox drain: brings each subscription's Stripe items to what the ledger says,
 charging exactly what BILLING_RULES says, once, whatever fails on the way.
 
-Per subscription, under a lease (one worker at a time):
-1. read the pending outbox records and Stripe's subscription, fresh;
-2. plan the quantity updates (pure: `connector.domain.sync_plan`);
-3. send them in order, each with an idempotency key derived from our records;
-4. mark the records done — or schedule a retry with backoff (Stripe unavailable, 429,
-   409, 5xx) — or dead-letter them with Stripe's error (a request that can never succeed).
+Per subscription, under a lease (one worker at a time, checked before every write):
+1. read Stripe's subscription fresh; adopt a renewal Stripe has made;
+2. settle a write whose answer never came (confirmed by Stripe's quantity, or sent again
+   with the same idempotency key);
+3. plan the quantity updates (pure: `connector.domain.sync_plan`) from the quantity Stripe
+   has charged this period (the paid mark), so nothing is charged twice;
+4. send them in order: each is recorded before it leaves (its id is its idempotency key)
+   and settled — paid mark raised, records done — as soon as Stripe answers;
+5. on failure: retry later with backoff (Stripe unavailable, 429, 409, 5xx), or
+   dead-letter with Stripe's error (a request that can never succeed).
 A failure of one subscription is recorded and counted, and never stops the others.
 """
 
@@ -14,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 import stripe
@@ -40,16 +46,20 @@ from connector.adapters.stripe_port import (
     StripeSubscription,
 )
 from connector.config import SyncSettings
-from connector.domain.proration import ProrationBehavior
+from connector.domain import seats as domain
+from connector.domain.proration import Period, ProrationBehavior, charge_behavior, prorated_charge
 from connector.domain.sync_plan import (
+    OPENING,
     PendingChange,
     QuantityUpdate,
     plan_updates,
     retry_delay,
     within_invoice_budget,
 )
+from connector.services.seats import charge_terms_of, counts_of, terms_of
 from sync import leases
 from sync.ratelimit import TokenBucket
+from sync.renewals import adopt_stripe_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,12 +84,17 @@ class DrainReport:
 
 
 class StripeCallFailed(Exception):
-    def __init__(self, kind: StripeErrorKind, message: str) -> None:
+    def __init__(self, kind: StripeErrorKind, message: str, http_status: int | None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.http_status = http_status
 
 
-def _period_relation(record: OutboxRecord, item: StripeItem) -> str:
+class LeaseLost(Exception):
+    """Another worker took the subscription over (ours expired): stop writing at once."""
+
+
+def _in_period(record: OutboxRecord, item: StripeItem) -> str:
     """Where a record's period stands against the item's current period in Stripe."""
     if record.period_end <= item.period_start:
         return "ended"
@@ -91,12 +106,22 @@ def _period_relation(record: OutboxRecord, item: StripeItem) -> str:
 def _pending_change(record: OutboxRecord) -> PendingChange:
     return PendingChange(
         record_id=record.id,
-        target_quantity=record.target_quantity,
         billed_before=record.billed_before,
         billed_after=record.billed_after,
         behavior=ProrationBehavior(record.proration_behavior),
         proration_date=record.proration_date,
     )
+
+
+@dataclass
+class _Run:
+    """One subscription's sync under one lease claim."""
+
+    subscription_id: str
+    stripe_subscription_id: str
+    lease: str
+    token: str
+    report: DrainReport
 
 
 class SyncEngine:
@@ -116,6 +141,7 @@ class SyncEngine:
         self.worker_id = worker_id
         self.jitter = jitter
         self.rate = TokenBucket(settings.max_requests_per_second)
+        self.lease_ttl = timedelta(seconds=settings.lease_seconds)
 
     # --- the drain -----------------------------------------------------------------------
 
@@ -137,31 +163,41 @@ class SyncEngine:
     def sync_subscription(self, subscription_id: str, report: DrainReport) -> None:
         """Sync one subscription under its lease; any failure stays with it."""
         lease = f"sync:{subscription_id}"
-        ttl = timedelta(seconds=self.settings.lease_seconds)
-        if not leases.claim(self.sessions, lease, self.worker_id, self.clock(), ttl):
+        token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"  # unique per claim
+        if not leases.claim(self.sessions, lease, token, self.clock(), self.lease_ttl):
             report.skipped_locked += 1
             return
         report.subscriptions += 1
         try:
-            self._sync(subscription_id, report)
+            with self.sessions() as session:
+                stripe_subscription_id = session.get_one(
+                    Subscription, subscription_id
+                ).stripe_subscription_id
+            self._sync(_Run(subscription_id, stripe_subscription_id, lease, token, report))
+        except LeaseLost:
+            log.warning("lost the lease on %s; another worker goes on", subscription_id)
         except Exception as error:  # isolate: record, count, retry later — never swallow
             SUBSCRIPTION_FAILURES.inc()
             log.exception("sync of %s failed", subscription_id)
             report.errors.append(f"{subscription_id}: {error}")
             self._retry_all(subscription_id, f"unexpected error: {error}", report)
         finally:
-            leases.release(self.sessions, lease, self.worker_id)
+            leases.release(self.sessions, lease, token)
 
-    def _sync(self, subscription_id: str, report: DrainReport) -> None:
+    def _hold_lease(self, run: _Run) -> None:
+        """Extend our lease before a write; refuse to write if it is no longer ours."""
+        if not leases.renew(self.sessions, run.lease, run.token, self.clock(), self.lease_ttl):
+            raise LeaseLost(run.lease)
+
+    def _sync(self, run: _Run) -> None:
         now = self.clock()
         with self.sessions() as session:
-            subscription = session.get_one(Subscription, subscription_id)
+            subscription = session.get_one(Subscription, run.subscription_id)
             customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
-            stripe_subscription_id = subscription.stripe_subscription_id
             records = session.scalars(
                 select(OutboxRecord)
                 .where(
-                    OutboxRecord.subscription_id == subscription_id,
+                    OutboxRecord.subscription_id == run.subscription_id,
                     OutboxRecord.status == "pending",
                     OutboxRecord.next_attempt_at <= now,
                 )
@@ -169,27 +205,62 @@ class SyncEngine:
             ).all()
             invoice_due = subscription.invoice_pending_items_at
         try:
-            stripe_sub = self._call(lambda: self.port.retrieve_subscription(stripe_subscription_id))
+            stripe_sub = self._call(
+                lambda: self.port.retrieve_subscription(run.stripe_subscription_id)
+            )
         except StripeCallFailed as failure:
-            self._settle_failure([r.id for r in records], failure, report)
+            self._settle_failure([r.id for r in records], failure, run.report)
             return
+        ended_paid = self._adopt_renewal(run, stripe_sub)
 
         by_seat_type: dict[int, list[OutboxRecord]] = defaultdict(list)
         for record in records:
             by_seat_type[record.seat_type_id].append(record)
         for seat_type_id, seat_records in by_seat_type.items():
-            self._sync_seat_type(subscription_id, stripe_sub, seat_type_id, seat_records, report)
+            self._sync_seat_type(
+                run, stripe_sub, seat_type_id, seat_records, ended_paid.get(seat_type_id)
+            )
 
         if invoice_due is not None and invoice_due <= self.clock():
-            self._invoice_pending(subscription_id, customer_id, stripe_subscription_id, invoice_due)
+            self._hold_lease(run)
+            self._invoice_pending(
+                run.subscription_id, customer_id, run.stripe_subscription_id, invoice_due
+            )
+
+    def _adopt_renewal(self, run: _Run, stripe_sub: StripeSubscription) -> dict[int, int]:
+        """When Stripe has started a new period: take it (renewing our counts if we had not),
+        and start the paid mark from the quantity Stripe's renewal billed. Returns the paid
+        marks of the periods that ended, by seat type."""
+        with self.sessions() as session:
+            seat_types = session.scalars(
+                select(SeatType).where(SeatType.subscription_id == run.subscription_id)
+            ).all()
+        items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+        renewed = [
+            s
+            for s in seat_types
+            if (item := items.get(s.stripe_subscription_item_id)) is not None
+            and item.period_start > s.paid_period_start
+        ]
+        if not renewed:
+            return {}
+        adopt_stripe_state(self.sessions, run.subscription_id, stripe_sub, self.clock())
+        with self.sessions.begin() as session:
+            for stale in renewed:
+                seat_type = session.get_one(SeatType, stale.id, with_for_update=True)
+                item = items[seat_type.stripe_subscription_item_id]
+                seat_type.paid_quantity = item.quantity
+                seat_type.paid_period_start = item.period_start
+                seat_type.opening_settled = seat_type.opening_billed == item.quantity
+        return {s.id: s.paid_quantity for s in renewed}
 
     def _sync_seat_type(
         self,
-        subscription_id: str,
+        run: _Run,
         stripe_sub: StripeSubscription,
         seat_type_id: int,
         records: Sequence[OutboxRecord],
-        report: DrainReport,
+        ended_paid: int | None,
     ) -> None:
         item_id = records[0].stripe_subscription_item_id
         item = next((i for i in stripe_sub.items if i.stripe_subscription_item_id == item_id), None)
@@ -198,110 +269,227 @@ class SyncEngine:
                 [r.id for r in records],
                 f"Stripe subscription {stripe_sub.stripe_subscription_id} no longer has item "
                 f"{item_id}",
-                report,
+                run.report,
             )
             return
-        ended = [r for r in records if _period_relation(r, item) == "ended"]
-        current = [r for r in records if _period_relation(r, item) == "current"]
+        ended = [r for r in records if _in_period(r, item) == "ended"]
+        current = [r for r in records if _in_period(r, item) == "current"]
         if ended:
-            self._settle_ended_period(ended, report)
+            self._settle_ended_period(seat_type_id, ended, ended_paid, run.report)
         if not current:
             return  # nothing for this period, or waiting for Stripe to renew
+        held = self._settle_unanswered(run, seat_type_id, item)
+        if held is None:
+            self._retry([r.id for r in current], "an earlier write is still unanswered", run.report)
+            return
 
-        updates = plan_updates(item.quantity, [_pending_change(r) for r in current])
-        wait_until = self._update_slot(subscription_id, len(updates))
+        with self.sessions() as session:
+            seat_type = session.get_one(SeatType, seat_type_id)
+            subscription = session.get_one(Subscription, run.subscription_id)
+            counts = counts_of(session, seat_type)
+            target = domain.billed_at_renewal(terms_of(seat_type), counts)
+            paid, opening = seat_type.paid_quantity, None
+            if not seat_type.opening_settled:
+                period = Period(item.period_start, item.period_end)
+                opening = PendingChange(
+                    OPENING,
+                    paid,
+                    seat_type.opening_billed,
+                    charge_behavior(period.start, period, charge_terms_of(subscription)),
+                    period.start,
+                )
+        updates = plan_updates(held, paid, [_pending_change(r) for r in current], target, opening)
+        wait_until = self._update_slot(run.subscription_id, len(updates))
         if wait_until is not None:
             self._postpone(
                 [r.id for r in current], wait_until, "waiting for Stripe's hourly update limit"
             )
             return
-        updates, deferred = within_invoice_budget(updates, self._invoices_allowed(subscription_id))
-        first, last = current[0].id, current[-1].id
-        sent: list[tuple[QuantityUpdate, str | None]] = []
-        for index, update in enumerate(updates):
-            key = (
-                f"seatsync-{seat_type_id}-{first}-{last}-{index}-{update.quantity}-"
-                f"{update.behavior.value}"
-            )
+        updates, deferred = within_invoice_budget(
+            updates, self._invoices_allowed(run.subscription_id)
+        )
+        for update in updates:
+            self._hold_lease(run)
+            call_id = self._record_call_before_sending(run, seat_type_id, item, update, current)
             try:
-                latest_invoice = self._send_update(
-                    subscription_id, seat_type_id, stripe_sub, item, update, key, current
-                )
+                request = self._request(stripe_sub, item, update, call_id)
+                latest = self._call(partial(self.port.update_quantity, request))
             except StripeCallFailed as failure:
-                self._settle_failure([r.id for r in current], failure, report)
+                self._note_failure(call_id, failure)
+                self._settle_failure(
+                    [r.id for r in current if r.id not in self._done_ids(current)],
+                    failure,
+                    run.report,
+                )
                 return
-            report.updates_sent += 1
-            invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
-            sent.append((update, latest_invoice if invoiced else None))
+            self._settle_call(call_id, seat_type_id, update, latest)
+            run.report.updates_sent += 1
 
-        final_quantity = updates[-1].quantity if updates else item.quantity
-        invoice_slot = self._next_invoice_slot(subscription_id) if deferred else None
+        invoice_slot = self._next_invoice_slot(run.subscription_id) if deferred else None
         with self.sessions.begin() as session:
             for record in session.scalars(
-                select(OutboxRecord).where(OutboxRecord.id.in_([r.id for r in current]))
+                select(OutboxRecord).where(
+                    OutboxRecord.id.in_([r.id for r in current]), OutboxRecord.status == "pending"
+                )
             ):
-                record.status, record.done_at = "done", self.clock()
-                record.last_error = None
-                record.stripe_object_ids = [
-                    invoice
-                    for update, invoice in sent
-                    if invoice and record.id in update.record_ids
-                ]
+                record.status, record.done_at, record.last_error = "done", self.clock(), None
             seat_type = session.get_one(SeatType, seat_type_id)
-            seat_type.stripe_quantity, seat_type.stripe_seen_at = final_quantity, self.clock()
+            seat_type.stripe_quantity = updates[-1].quantity if updates else held
+            seat_type.stripe_seen_at = self.clock()
             if invoice_slot is not None:
-                subscription = session.get_one(Subscription, subscription_id)
-                subscription.invoice_pending_items_at = invoice_slot
-        report.records_done += len(current)
+                session.get_one(
+                    Subscription, run.subscription_id
+                ).invoice_pending_items_at = invoice_slot
+        run.report.records_done += len(current)
 
-    def _send_update(
-        self,
-        subscription_id: str,
-        seat_type_id: int,
-        stripe_sub: StripeSubscription,
-        item: StripeItem,
-        update: QuantityUpdate,
-        key: str,
-        records: Sequence[OutboxRecord],
-    ) -> str | None:
-        request = QuantityUpdateRequest(
+    # --- one write: recorded before it leaves, settled when Stripe answers ----------------
+
+    @staticmethod
+    def _request(
+        stripe_sub: StripeSubscription, item: StripeItem, update: QuantityUpdate, call_id: int
+    ) -> QuantityUpdateRequest:
+        return QuantityUpdateRequest(
             stripe_subscription_id=stripe_sub.stripe_subscription_id,
             stripe_subscription_item_id=item.stripe_subscription_item_id,
             quantity=update.quantity,
             proration_behavior=update.behavior.value,
             proration_date=update.proration_date,
-            idempotency_key=key,
+            idempotency_key=f"seatsync-call-{call_id}",
         )
-        outcome, error, latest = "ok", None, None
-        try:
-            latest = self._call(lambda: self.port.update_quantity(request))
-        except StripeCallFailed as failure:
-            outcome, error = failure.kind.value, str(failure)
-            raise
-        finally:
-            STRIPE_WRITES.labels("update_quantity", outcome).inc()
-            self._record_call(
-                subscription_id,
-                seat_type_id,
-                "update_quantity",
-                key,
-                {
+
+    def _record_call_before_sending(
+        self,
+        run: _Run,
+        seat_type_id: int,
+        item: StripeItem,
+        update: QuantityUpdate,
+        records: Sequence[OutboxRecord],
+    ) -> int:
+        with self.sessions.begin() as session:
+            call = StripeCall(
+                subscription_id=run.subscription_id,
+                seat_type_id=seat_type_id,
+                at=self.clock(),
+                operation="update_quantity",
+                idempotency_key="",
+                request={
                     "item": item.stripe_subscription_item_id,
                     "quantity": update.quantity,
                     "proration_behavior": update.behavior.value,
                     "proration_date": update.proration_date.isoformat()
                     if update.proration_date
                     else None,
+                    "period_start": item.period_start.isoformat(),
                 },
-                outcome,
-                error,
-                creates_invoice=update.behavior is ProrationBehavior.ALWAYS_INVOICE,
-                stripe_object_id=latest,
-                outbox_ids=[r.id for r in records],
+                outcome="sending",
+                creates_invoice=False,
+                outbox_ids=[i for i in update.record_ids if i != OPENING],
             )
-        return latest
+            session.add(call)
+            session.flush()
+            call.idempotency_key = f"seatsync-call-{call.id}"
+            return call.id
 
-    # --- invoices deferred by Stripe's limits ----------------------------------------------
+    def _settle_call(
+        self, call_id: int, seat_type_id: int, update: QuantityUpdate, latest_invoice: str | None
+    ) -> None:
+        """Stripe did it: raise the paid mark, and the charged records are done."""
+        invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
+        STRIPE_WRITES.labels("update_quantity", "ok").inc()
+        with self.sessions.begin() as session:
+            call = session.get_one(StripeCall, call_id)
+            call.outcome, call.error = "ok", None
+            call.creates_invoice = invoiced
+            call.stripe_object_id = latest_invoice if invoiced else None
+            seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
+            seat_type.stripe_quantity, seat_type.stripe_seen_at = update.quantity, self.clock()
+            if update.charges:
+                seat_type.paid_quantity = update.quantity
+                if OPENING in update.record_ids:
+                    seat_type.opening_settled = True
+            for record in session.scalars(
+                select(OutboxRecord).where(OutboxRecord.id.in_(update.record_ids))
+            ):
+                record.status, record.done_at, record.last_error = "done", self.clock(), None
+                record.stripe_object_ids = [latest_invoice] if invoiced and latest_invoice else []
+
+    def _note_failure(self, call_id: int, failure: StripeCallFailed) -> None:
+        # RETRYABLE: we do not know whether Stripe applied it; settled on the next run.
+        outcome = "unknown" if failure.kind is StripeErrorKind.RETRYABLE else "rejected"
+        STRIPE_WRITES.labels("update_quantity", outcome).inc()
+        with self.sessions.begin() as session:
+            call = session.get_one(StripeCall, call_id)
+            call.outcome, call.error, call.http_status = outcome, str(failure), failure.http_status
+
+    def _settle_unanswered(self, run: _Run, seat_type_id: int, item: StripeItem) -> int | None:
+        """Settle a write sent without a definite answer; return what the item holds now, or
+        None if that write is still in doubt (try again later).
+
+        Quantity updates are absolute, and a plan never sends the quantity the item already
+        holds: if Stripe now holds the write's quantity, the write was applied. Otherwise it
+        goes again with the same idempotency key (Stripe replays or applies it once) —
+        unless Stripe answered 5xx, which it replays for a day: then it was not applied and
+        is dropped, and the plan starts afresh."""
+        with self.sessions() as session:
+            call = session.scalars(
+                select(StripeCall)
+                .where(
+                    StripeCall.seat_type_id == seat_type_id,
+                    StripeCall.outcome.in_(("sending", "unknown")),
+                )
+                .order_by(StripeCall.id.desc())
+                .limit(1)
+            ).first()
+        if call is None:
+            return item.quantity
+        update = QuantityUpdate(
+            quantity=call.request["quantity"],
+            behavior=ProrationBehavior(call.request["proration_behavior"]),
+            proration_date=datetime.fromisoformat(call.request["proration_date"])
+            if call.request["proration_date"]
+            else None,
+            record_ids=tuple(call.outbox_ids),
+        )
+        if item.quantity == update.quantity:
+            self._settle_call(call.id, seat_type_id, update, None)
+            return item.quantity
+        if (call.http_status or 0) >= 500 or call.request.get("period_start") != (
+            item.period_start.isoformat()
+        ):
+            with self.sessions.begin() as session:
+                session.get_one(StripeCall, call.id).outcome = "failed"
+            return item.quantity
+        self._hold_lease(run)
+        try:
+            latest = self._call(
+                lambda: self.port.update_quantity(
+                    QuantityUpdateRequest(
+                        stripe_subscription_id=run.stripe_subscription_id,
+                        stripe_subscription_item_id=item.stripe_subscription_item_id,
+                        quantity=update.quantity,
+                        proration_behavior=update.behavior.value,
+                        proration_date=update.proration_date,
+                        idempotency_key=call.idempotency_key,
+                    )
+                )
+            )
+        except StripeCallFailed as failure:
+            self._note_failure(call.id, failure)
+            return None
+        self._settle_call(call.id, seat_type_id, update, latest)
+        return update.quantity
+
+    def _done_ids(self, records: Sequence[OutboxRecord]) -> set[int]:
+        with self.sessions() as session:
+            return set(
+                session.scalars(
+                    select(OutboxRecord.id).where(
+                        OutboxRecord.id.in_([r.id for r in records]), OutboxRecord.status == "done"
+                    )
+                )
+            )
+
+    # --- Stripe's limits ------------------------------------------------------------------
 
     def _recent_calls(
         self, subscription_id: str, window: timedelta, *, invoices: bool
@@ -377,19 +565,21 @@ class SyncEngine:
         except StripeCallFailed as failure:
             outcome, error = failure.kind.value, str(failure)
         STRIPE_WRITES.labels("invoice_pending", outcome).inc()
-        self._record_call(
-            subscription_id,
-            None,
-            "invoice_pending",
-            key,
-            {"subscription": stripe_subscription_id},
-            outcome,
-            error,
-            creates_invoice=True,
-            stripe_object_id=invoice_id,
-            outbox_ids=[],
-        )
         with self.sessions.begin() as session:
+            session.add(
+                StripeCall(
+                    subscription_id=subscription_id,
+                    at=self.clock(),
+                    operation="invoice_pending",
+                    idempotency_key=key,
+                    request={"subscription": stripe_subscription_id},
+                    outcome=outcome,
+                    error=error,
+                    creates_invoice=outcome == "ok",
+                    stripe_object_id=invoice_id,
+                    outbox_ids=[],
+                )
+            )
             subscription = session.get_one(Subscription, subscription_id)
             if outcome == "ok":
                 subscription.invoice_pending_items_at = None
@@ -401,44 +591,15 @@ class SyncEngine:
 
     # --- outcomes --------------------------------------------------------------------------
 
+    # --- outcomes --------------------------------------------------------------------------
+
     def _call(self, call: Callable[[], T]) -> T:
         """One Stripe request, paced by the account rate; Stripe errors classified."""
         self.rate.acquire()
         try:
             return call()
         except stripe.StripeError as error:
-            raise StripeCallFailed(classify(error), _describe(error)) from error
-
-    def _record_call(
-        self,
-        subscription_id: str,
-        seat_type_id: int | None,
-        operation: str,
-        key: str,
-        request: dict[str, object],
-        outcome: str,
-        error: str | None,
-        *,
-        creates_invoice: bool,
-        stripe_object_id: str | None,
-        outbox_ids: list[int],
-    ) -> None:
-        with self.sessions.begin() as session:
-            session.add(
-                StripeCall(
-                    subscription_id=subscription_id,
-                    seat_type_id=seat_type_id,
-                    at=self.clock(),
-                    operation=operation,
-                    idempotency_key=key,
-                    request=request,
-                    outcome=outcome,
-                    error=error,
-                    creates_invoice=creates_invoice and outcome == "ok",
-                    stripe_object_id=stripe_object_id,
-                    outbox_ids=outbox_ids,
-                )
-            )
+            raise StripeCallFailed(classify(error), _describe(error), error.http_status) from error
 
     def _settle_failure(
         self, record_ids: list[int], failure: StripeCallFailed, report: DrainReport
@@ -492,26 +653,48 @@ class SyncEngine:
         report.records_dead += len(record_ids)
         log.error("dead-lettered outbox records %s: %s", record_ids, error)
 
-    def _settle_ended_period(self, records: Sequence[OutboxRecord], report: DrainReport) -> None:
-        """Records of a period Stripe has already closed. Their quantities are superseded by
-        the renewal; a charge among them can no longer be prorated and goes to ops."""
-        charges = [r.id for r in records if r.billed_after > r.billed_before]
-        others = [r.id for r in records if r.billed_after <= r.billed_before]
-        if charges:
-            self._dead(
-                charges,
-                "the period ended before this charge reached Stripe; "
-                "invoice the seats by hand (see the ledger for the amount)",
-                report,
-            )
-        if others:
-            with self.sessions.begin() as session:
-                for record in session.scalars(
-                    select(OutboxRecord).where(OutboxRecord.id.in_(others))
-                ):
-                    record.status, record.done_at = "done", self.clock()
-                    record.last_error = "superseded by the renewal"
-            report.records_done += len(others)
+    def _settle_ended_period(
+        self,
+        seat_type_id: int,
+        records: Sequence[OutboxRecord],
+        ended_paid: int | None,
+        report: DrainReport,
+    ) -> None:
+        """Records of a period Stripe has already closed. Their quantities live on in the
+        renewal (corrected from the period start if the renewal billed a stale quantity).
+        An increase never charged in that period can no longer be prorated into it: it is
+        dead-lettered with the exact amount, for ops to invoice."""
+        with self.sessions() as session:
+            seat_type = session.get_one(SeatType, seat_type_id)
+            unit = seat_type.unit_amount
+            # The paid mark of the ended period (just replaced by the renewal's), if known.
+            paid = seat_type.paid_quantity if ended_paid is None else ended_paid
+            currency = session.get_one(Subscription, seat_type.subscription_id).currency
+        missed: list[int] = []
+        for record in records:
+            if record.billed_after > paid and record.proration_date is not None:
+                period = Period(record.period_start, record.period_end)
+                amount = prorated_charge(
+                    unit, paid, record.billed_after, record.proration_date, period
+                )
+                self._dead(
+                    [record.id],
+                    f"the period ended before this charge reached Stripe: invoice {amount} "
+                    f"{currency} by hand ({record.billed_after - paid} seat(s) from "
+                    f"{record.proration_date.date()} to {record.period_end.date()})",
+                    report,
+                )
+                missed.append(record.id)
+                paid = record.billed_after
+        with self.sessions.begin() as session:
+            for record in session.scalars(
+                select(OutboxRecord).where(
+                    OutboxRecord.id.in_([r.id for r in records if r.id not in missed])
+                )
+            ):
+                record.status, record.done_at = "done", self.clock()
+                record.last_error = "carried into the renewal"
+        report.records_done += len(records) - len(missed)
 
 
 def _describe(error: stripe.StripeError) -> str:

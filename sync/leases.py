@@ -38,7 +38,18 @@ def _take(
 
 
 def claim(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
-    return _take(sessions, name, owner, now + ttl, or_(Lease.until <= now, Lease.owner == owner))
+    """Claim a free or expired lease. Owners are unique per claim, so a claim never joins
+    another holder's — not even one of the same process."""
+    return _take(sessions, name, owner, now + ttl, Lease.until <= now)
+
+
+def renew(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+    """Extend a lease we hold; False if it is no longer ours (it expired and was taken)."""
+    with sessions.begin() as session:
+        kept = session.execute(
+            update(Lease).where(Lease.name == name, Lease.owner == owner).values(until=now + ttl)
+        )
+        return bool(kept.rowcount)  # type: ignore[attr-defined]
 
 
 def release(

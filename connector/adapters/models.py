@@ -119,6 +119,16 @@ class SeatType(Base):
     # The quantity Stripe was last seen to hold, and when (registration, sync, reconcile).
     stripe_quantity: Mapped[int] = mapped_column(Integer)
     stripe_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What Stripe has charged for its period starting `paid_period_start`: the renewal
+    # quantity, raised by every prorated update the sync sent. Plans start from it, so a
+    # seat is never charged twice, whatever crashed in between.
+    paid_quantity: Mapped[int] = mapped_column(Integer)
+    paid_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Billed quantity our current period started with, and whether Stripe's renewal was
+    # found to bill it (a renewal with changes still on their way bills a stale quantity,
+    # which the sync corrects from the period start).
+    opening_billed: Mapped[int] = mapped_column(Integer)
+    opening_settled: Mapped[bool] = mapped_column(Boolean)
 
 
 class Holder(Base):
@@ -181,11 +191,9 @@ class LedgerEntry(Base):
 
 
 class OutboxRecord(Base):
-    """A quantity Stripe must be brought to, written in the same transaction as the change.
-
-    The sync worker drains these; `idempotency_key` is derived from our id so that a retry
-    after a crash sends the same key to Stripe.
-    """
+    """A seat change Stripe must hear of, written in the same transaction as the change:
+    the quantity it leaves and how its increase (if any) is charged. The sync drains these;
+    each Stripe write it makes is recorded (`StripeCall`) before it is sent."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
@@ -254,7 +262,10 @@ class StripeCall(Base):
     operation: Mapped[str] = mapped_column(String(32))  # update_quantity | invoice_pending
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    outcome: Mapped[str] = mapped_column(String(16))  # ok | retryable | rejected | not_found
+    # sending (written before the request leaves) | ok | unknown (no definite answer: sent
+    # again with the same key, or confirmed by Stripe's quantity) | failed | rejected
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     creates_invoice: Mapped[bool] = mapped_column(Boolean, default=False)
     stripe_object_id: Mapped[str | None] = mapped_column(String(255))

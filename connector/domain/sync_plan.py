@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 
 from connector.domain.proration import ProrationBehavior
 
+OPENING = 0  # record id of the period-opening correction (outbox ids start at 1)
+
 
 @dataclass(frozen=True, slots=True)
 class PendingChange:
     """One outbox record: a seat change that moved what Stripe should hold or bill."""
 
     record_id: int
-    target_quantity: int  # what the item should hold after the change
     billed_before: int  # billed (paid-for) quantity of the period before the change
     billed_after: int
     behavior: ProrationBehavior  # decided at the change time (30-day rule)
@@ -43,20 +44,37 @@ class QuantityUpdate:
         return self.behavior is not ProrationBehavior.NONE
 
 
-def plan_updates(stripe_quantity: int, changes: Sequence[PendingChange]) -> list[QuantityUpdate]:
-    """The fewest updates that carry `changes` (in order, one period) to Stripe.
+def plan_updates(
+    held: int,
+    paid: int,
+    changes: Sequence[PendingChange],
+    target: int,
+    opening: PendingChange | None = None,
+) -> list[QuantityUpdate]:
+    """The fewest updates that charge what `changes` (in order, one period) owe and leave the
+    item at `target`.
 
-    `stripe_quantity` is what the item holds now (read fresh from Stripe). Stripe never
-    holds more than was charged this period unless a previous attempt charged without our
-    hearing back, so the paid level is the larger of the two: a retry never charges twice.
-    Charged increases with the same decision (same proration date and behaviour) merge
-    into one update; whatever else happened ends in one update without proration.
+    `held` is what the item holds now (read fresh from Stripe); `paid` the quantity Stripe
+    has charged for this period so far (the connector's high-water mark, kept per update
+    sent, so a change is never charged twice). `opening`, if given, first moves the paid
+    quantity to what the period should have started with (a renewal that billed a stale
+    quantity): a charge or a credit from the period start.
+    Charged increases with the same decision (proration date and behaviour) merge into one
+    update; whatever else happened ends in one update without proration.
     """
-    if not changes:
-        return []
     updates: list[QuantityUpdate] = []
-    held = stripe_quantity
-    paid = max(changes[0].billed_before, stripe_quantity)
+
+    def prorate(to: int, change: PendingChange) -> None:
+        nonlocal held, paid
+        if held != paid:  # restore the paid quantity, so the credit is what was paid
+            updates.append(QuantityUpdate(paid, ProrationBehavior.NONE, None, ()))
+        updates.append(
+            QuantityUpdate(to, change.behavior, change.proration_date, (change.record_id,))
+        )
+        held = paid = to
+
+    if opening is not None and opening.billed_after != paid:
+        prorate(opening.billed_after, opening)
     for change in changes:
         if change.billed_after <= paid:
             continue
@@ -64,24 +82,16 @@ def plan_updates(stripe_quantity: int, changes: Sequence[PendingChange]) -> list
         if (
             last is not None
             and last.charges
-            and last.quantity == held
             and (last.behavior, last.proration_date) == (change.behavior, change.proration_date)
         ):
             updates[-1] = replace(
                 last, quantity=change.billed_after, record_ids=(*last.record_ids, change.record_id)
             )
+            held = paid = change.billed_after
         else:
-            if held != paid:  # restore the paid quantity, so the credit is what was paid
-                updates.append(QuantityUpdate(paid, ProrationBehavior.NONE, None, ()))
-            updates.append(
-                QuantityUpdate(
-                    change.billed_after, change.behavior, change.proration_date, (change.record_id,)
-                )
-            )
-        held = paid = change.billed_after
-    final = changes[-1].target_quantity
-    if held != final:
-        updates.append(QuantityUpdate(final, ProrationBehavior.NONE, None, ()))
+            prorate(change.billed_after, change)
+    if held != target:
+        updates.append(QuantityUpdate(target, ProrationBehavior.NONE, None, ()))
     return updates
 
 

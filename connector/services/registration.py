@@ -57,6 +57,18 @@ def _match_item(contract: SeatTypeContract, stripe_sub: StripeSubscription) -> S
     )
 
 
+def _check_paid(contract: SeatTypeContract, item: StripeItem, licences: int) -> None:
+    """Linking never bills silently: Stripe must already bill the licences and the floor."""
+    needed = max(contract.floor, licences)
+    if item.quantity < needed:
+        raise Invalid(
+            "stripe_quantity_too_low",
+            f"seat type {contract.name!r}: Stripe bills {item.quantity} but the contract "
+            f"needs {needed} (floor {contract.floor}, licences {licences}); register with "
+            f"licences <= {item.quantity} and buy the rest, or raise the quantity in Stripe",
+        )
+
+
 def register_subscription(
     session: Session,
     port: StripePort,
@@ -139,6 +151,7 @@ def register_subscription(
 
     for contract, item in matched:
         licences = item.quantity if contract.licences is None else contract.licences
+        _check_paid(contract, item, licences)
         if contract.policy is Policy.AUTO:
             licences = 0  # auto licences follow holders; they are assigned next
         seat_type = SeatType(
@@ -158,10 +171,14 @@ def register_subscription(
             ),
             membership_required=contract.membership_required,
             licences=licences,
-            # What Stripe has billed this period counts as paid: re-adding up to it is free.
-            peak=max(licences, item.quantity),
+            # What Stripe has billed this period is paid: re-adding up to it is free.
+            peak=item.quantity,
             stripe_quantity=item.quantity,
             stripe_seen_at=ctx.now,
+            paid_quantity=item.quantity,
+            paid_period_start=item.period_start,
+            opening_billed=max(contract.floor, item.quantity),
+            opening_settled=True,
         )
         session.add(seat_type)
         session.flush()

@@ -150,8 +150,11 @@ def start_period(session: Session, subscription: Subscription, period: Period) -
         .order_by(SeatType.id)
         .with_for_update()
     ):
-        counts = domain.renew(terms_of(seat_type), counts_of(session, seat_type))
+        terms = terms_of(seat_type)
+        counts = domain.renew(terms, counts_of(session, seat_type))
         seat_type.licences, seat_type.peak = counts.licences, counts.peak
+        seat_type.opening_billed = domain.billed_now(terms, counts)
+        seat_type.opening_settled = False  # until the sync sees what Stripe's renewal billed
     return True
 
 

@@ -139,6 +139,10 @@ def upgrade() -> None:
         sa.Column("peak", sa.Integer(), nullable=False),
         sa.Column("stripe_quantity", sa.Integer(), nullable=False),
         sa.Column("stripe_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("paid_quantity", sa.Integer(), nullable=False),
+        sa.Column("paid_period_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("opening_billed", sa.Integer(), nullable=False),
+        sa.Column("opening_settled", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscription_id"],
             ["subscriptions.id"],
@@ -210,6 +214,7 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=255), nullable=False),
         sa.Column("request", sa.JSON(), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("http_status", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("creates_invoice", sa.Boolean(), nullable=False),
         sa.Column("stripe_object_id", sa.String(length=255), nullable=True),
