@@ -20,7 +20,11 @@ from connector.domain.proration import Granularity
 from connector.domain.seats import HolderState, Policy
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# Ids from callers: printable, no control characters (PostgreSQL refuses NUL in text).
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+PathId = ExternalId
 StripeId = Annotated[
     str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")
 ]

@@ -544,7 +544,7 @@ class SyncEngine:
         limit = self.settings.quantity_updates_per_hour
         hour = self._recent_calls(subscription_id, timedelta(hours=1), invoices=False)
         excess = len(hour) + planned - limit
-        if excess <= 0:
+        if excess <= 0 or not hour:  # a plan larger than the limit goes in one empty hour
             return None
         return hour[min(excess, len(hour)) - 1] + timedelta(hours=1)
 

@@ -153,7 +153,7 @@ def _check(
     adopt_stripe_state(sessions, subscription_id, stripe_sub, now)
     items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
     with sessions.begin() as session:
-        subscription = session.get_one(Subscription, subscription_id)
+        subscription = session.get_one(Subscription, subscription_id, with_for_update=True)
         for name in session.scalars(
             select(SeatType.name).where(SeatType.subscription_id == subscription_id)
         ).all():
@@ -178,7 +178,7 @@ def _check(
                 .limit(1)
             )
             counts = counts_of(session, seat_type)
-            expected = domain.stripe_target_quantity(terms_of(seat_type), counts)
+            expected = domain.billed_at_renewal(terms_of(seat_type), counts)
             if in_flight is not None or item.quantity == expected:
                 continue
             _note_drift(found, subscription_id, name, "quantity", expected, item.quantity)

@@ -87,19 +87,22 @@ def _id(value: Any) -> str:
 
 
 def subscription_from_stripe(obj: stripe.Subscription) -> StripeSubscription:
+    """Our view of a subscription. Only per-unit recurring prices are seats: other items
+    (tiered, metered, one-off) are left out, and a seat type naming one is refused."""
     items = []
     for item in obj.items.data:
         price = item.price
-        if price.unit_amount is None or price.recurring is None:
-            raise ValueError(f"price {price.id} is not a per-unit recurring price")
+        recurring = price.recurring
+        if price.unit_amount is None or recurring is None or recurring.usage_type != "licensed":
+            continue
         items.append(
             StripeItem(
                 stripe_subscription_item_id=item.id,
                 stripe_price_id=price.id,
                 unit_amount=price.unit_amount,
                 currency=price.currency,
-                interval=price.recurring.interval,
-                interval_count=price.recurring.interval_count,
+                interval=recurring.interval,
+                interval_count=recurring.interval_count,
                 quantity=item.quantity or 0,
                 period_start=_timestamp(item.current_period_start),
                 period_end=_timestamp(item.current_period_end),

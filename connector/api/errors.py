@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from connector.schemas import ErrorBody
@@ -54,6 +54,17 @@ def install_error_handlers(app: Flask) -> None:
             return error.response  # type: ignore[return-value]
         code = (error.name or "error").lower().replace(" ", "_")
         return error_response(error.code or 500, code, error.description or code)
+
+    @app.errorhandler(DataError)
+    def _data_error(error: DataError) -> Response:
+        return error_response(422, "invalid_value", "a value is out of range or not storable")
+
+    @app.errorhandler(IntegrityError)
+    def _conflict(error: IntegrityError) -> Response:
+        # Two requests created the same thing at once; the other one won.
+        return error_response(
+            409, "conflict", "a concurrent request changed the same thing; read it and retry"
+        )
 
     @app.errorhandler(OperationalError)
     def _database_unavailable(error: OperationalError) -> Response:

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from connector.api.context import scoped, wiring
 from connector.api.errors import COMMON_ERRORS
-from connector.schemas import ChangeHeaders, SubscriptionSync, SyncStatus
+from connector.schemas import ChangeHeaders, PathId, SubscriptionSync, SyncStatus
 from connector.services.apikeys import Scope
+from connector.services.registration import call_stripe
 from connector.services.seats import find_subscription
 from connector.services.sync_status import subscription_sync, sync_status
 
@@ -26,7 +27,7 @@ bp = APIBlueprint(
 
 
 class SubscriptionPath(BaseModel):
-    id: str = Field(description="the connector's subscription id, or the Stripe subscription id")
+    id: PathId = Field(description="the connector's subscription id, or the Stripe subscription id")
 
 
 @bp.get("/sync", responses={200: SyncStatus})
@@ -54,7 +55,7 @@ def resync(path: SubscriptionPath, header: ChangeHeaders) -> Response:
     harmless (an Idempotency-Key is accepted; the outcome is the same either way)."""
     with wiring().sessions() as session:
         subscription_id = find_subscription(session, path.id).id
-    wiring().jobs.resync(subscription_id)
+    call_stripe(f"resync of {subscription_id}", lambda: wiring().jobs.resync(subscription_id))
     with wiring().sessions() as session:
         view = subscription_sync(session, subscription_id, wiring().clock())
     return jsonify(view.model_dump(mode="json"))

@@ -22,6 +22,7 @@ from connector.schemas import (
     HolderView,
     LedgerPage,
     Money,
+    PathId,
     PlanView,
     QuantityRequest,
     Quote,
@@ -50,20 +51,22 @@ CHANGE_RESPONSES: dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] 
 
 
 class SubscriptionPath(BaseModel):
-    id: str = Field(description="the connector's subscription id, or the Stripe subscription id")
+    id: PathId = Field(description="the connector's subscription id, or the Stripe subscription id")
 
 
 class SeatPath(SubscriptionPath):
-    seat_type: str
+    seat_type: PathId
 
 
 class HolderPath(SeatPath):
-    holder_id: str
+    holder_id: PathId
 
 
 class LedgerQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=500)
-    starting_after: int | None = Field(default=None, description="cursor: next_cursor of a page")
+    starting_after: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="cursor: next_cursor of a page"
+    )
 
 
 def _seat_change(result: SeatChangeResult) -> SeatChange:
@@ -94,10 +97,10 @@ def _check_quantity(quantity: int) -> None:
 def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> Response:
     """Register a contract: link an existing Stripe subscription, or create one for a customer."""
 
+    stripe_sub = registration.fetch_or_create(wiring().stripe, body, header.idempotency_key)
+
     def change(session: Session, ctx: ChangeContext) -> PlanView:
-        subscription = registration.register_subscription(
-            session, wiring().stripe, ctx, body, header.idempotency_key
-        )
+        subscription = registration.register_subscription(session, ctx, body, stripe_sub)
         session.flush()
         return views.plan_view(session, subscription.id)
 
@@ -175,7 +178,7 @@ def unassign_holder(path: HolderPath, header: ChangeHeaders) -> Response:
 
 
 class GroupPath(SubscriptionPath):
-    group_id: str
+    group_id: PathId
 
 
 @bp.patch("/<id>/groups/<group_id>", responses={200: GroupChange, 409: ErrorBody})

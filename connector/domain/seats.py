@@ -104,18 +104,13 @@ def licences_at_renewal(terms: SeatTerms, counts: SeatCounts) -> int:
 
 
 def billed_at_renewal(terms: SeatTerms, counts: SeatCounts) -> int:
-    """What the renewal invoice must bill: max(floor, licences at renewal)."""
-    return max(terms.floor, licences_at_renewal(terms, counts))
+    """What the renewal invoice must bill: max(floor, licences at renewal).
 
-
-def stripe_target_quantity(terms: SeatTerms, counts: SeatCounts) -> int:
-    """The quantity the Stripe subscription item should hold now.
-
-    It is the renewal quantity: decreases are pushed at once without proration so that the
-    renewal invoice bills them, while the connector keeps the period's paid peak itself.
-    An increase above the paid peak raises it together with `billed_now`.
+    It is also the quantity the Stripe item holds during the period: decreases go out at
+    once without proration so that the renewal bills them, while the connector keeps the
+    period's paid peak itself; an increase above the peak raises both.
     """
-    return billed_at_renewal(terms, counts)
+    return max(terms.floor, licences_at_renewal(terms, counts))
 
 
 def renew(terms: SeatTerms, counts: SeatCounts) -> SeatCounts:

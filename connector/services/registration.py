@@ -52,7 +52,7 @@ def _match_item(contract: SeatTypeContract, stripe_sub: StripeSubscription) -> S
     wanted = contract.stripe_subscription_item_id or contract.stripe_price_id
     raise Invalid(
         "unknown_item",
-        f"seat type {contract.name!r}: {wanted} is not an item of "
+        f"seat type {contract.name!r}: {wanted} is not a per-unit recurring price item of "
         f"{stripe_sub.stripe_subscription_id}",
     )
 
@@ -69,36 +69,40 @@ def _check_paid(contract: SeatTypeContract, item: StripeItem, licences: int) -> 
         )
 
 
-def register_subscription(
-    session: Session,
-    port: StripePort,
-    ctx: ChangeContext,
-    body: RegisterSubscription,
-    idempotency_key: str | None,
-) -> Subscription:
-    """Link or create the Stripe subscription, then store the contract.
-
-    Stripe is called before any row is written, so a refused registration leaves nothing;
-    creating uses an idempotency key derived from the request's, so a retried request gets
-    the same Stripe subscription back.
-    """
+def fetch_or_create(
+    port: StripePort, body: RegisterSubscription, idempotency_key: str | None
+) -> StripeSubscription:
+    """Read the subscription to link, or create it. Called outside any database
+    transaction (no lock is held while Stripe answers). Creating uses an idempotency key
+    derived from the request's, so a retried request gets the same subscription back."""
     if body.stripe_subscription_id:
-        stripe_sub = call_stripe(
+        return call_stripe(
             f"subscription {body.stripe_subscription_id}",
             lambda: port.retrieve_subscription(body.stripe_subscription_id or ""),
         )
-    else:
-        quantities = [
-            (seat.stripe_price_id or "", max(seat.floor, seat.licences or 0))
-            for seat in body.seat_types
-        ]
-        key = f"seatsync-register-{idempotency_key or new_id('req')}"
-        stripe_sub = call_stripe(
-            f"creating a subscription for {body.stripe_customer_id}",
-            lambda: port.create_subscription(body.stripe_customer_id or "", quantities, key),
-        )
+    quantities = [
+        (seat.stripe_price_id or "", max(seat.floor, seat.licences or 0))
+        for seat in body.seat_types
+    ]
+    key = f"seatsync-register-{idempotency_key or new_id('req')}"
+    return call_stripe(
+        f"creating a subscription for {body.stripe_customer_id}",
+        lambda: port.create_subscription(body.stripe_customer_id or "", quantities, key),
+    )
 
-    if stripe_sub.status not in LIVE_STATUSES:
+
+def register_subscription(
+    session: Session,
+    ctx: ChangeContext,
+    body: RegisterSubscription,
+    stripe_sub: StripeSubscription,
+) -> Subscription:
+    """Store the contract for a subscription read from (or just created in) Stripe. A
+    refused registration writes nothing."""
+    created = body.stripe_customer_id is not None
+    # One the connector just created may still wait for its first payment.
+    live = LIVE_STATUSES | ({"incomplete"} if created else set())
+    if stripe_sub.status not in live:
         raise Conflict(
             "subscription_not_live",
             f"{stripe_sub.stripe_subscription_id} is {stripe_sub.status}: only a live "

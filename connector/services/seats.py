@@ -67,16 +67,18 @@ class SeatChangeResult:
     holder: Holder | None = None
 
 
-def find_subscription(session: Session, subscription_ref: str) -> Subscription:
-    """Our id or the Stripe subscription id, as API.md allows."""
-    found = session.scalars(
-        select(Subscription).where(
-            or_(
-                Subscription.id == subscription_ref,
-                Subscription.stripe_subscription_id == subscription_ref,
-            )
+def find_subscription(
+    session: Session, subscription_ref: str, *, lock: bool = False
+) -> Subscription:
+    """Our id or the Stripe subscription id, as API.md allows. Writers lock the subscription
+    row first, then seat types: one lock order everywhere, so no deadlock."""
+    query = select(Subscription).where(
+        or_(
+            Subscription.id == subscription_ref,
+            Subscription.stripe_subscription_id == subscription_ref,
         )
-    ).first()
+    )
+    found = session.scalars(query.with_for_update() if lock else query).first()
     if found is None:
         raise NotFound(
             "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
@@ -195,11 +197,11 @@ def record_change(
     terms = terms_of(seat_type)
     billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
     target_before = (
-        domain.stripe_target_quantity(terms, before)
+        domain.billed_at_renewal(terms, before)
         if stripe_quantity_before is None
         else stripe_quantity_before
     )
-    target_after = domain.stripe_target_quantity(terms, after)
+    target_after = domain.billed_at_renewal(terms, after)
     seat_type.licences, seat_type.peak = after.licences, after.peak
 
     behavior: ProrationBehavior | None = None
@@ -289,7 +291,7 @@ def _apply(operation: Callable[[], SeatCounts]) -> SeatCounts:
 def _open(
     session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str
 ) -> tuple[Subscription, SeatType, SeatCounts]:
-    subscription = find_subscription(session, subscription_ref)
+    subscription = find_subscription(session, subscription_ref, lock=True)
     if subscription.status in ("canceled", "incomplete_expired"):
         raise Conflict(
             "subscription_ended",
@@ -497,7 +499,7 @@ def set_group_state(
     """Archive or restore a group (team). Holders of membership-billed seat types who are in
     no other active group stop (or start again) taking a licence; under `auto` a licence
     freed this way lapses at renewal, so billing stops from the next period (seed 004)."""
-    subscription = find_subscription(session, subscription_ref)
+    subscription = find_subscription(session, subscription_ref, lock=True)
     seat_types = list(
         session.scalars(
             select(SeatType)

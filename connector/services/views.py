@@ -67,7 +67,7 @@ def _pending(session: Session, seat_type: SeatType) -> int:
         session.scalar(
             select(func.count())
             .select_from(OutboxRecord)
-            .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status != "done")
+            .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status == "pending")
         )
         or 0
     )
@@ -81,7 +81,7 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
     recurring_now = recurring_renewal = 0
     for seat_type in _seat_types(session, subscription):
         terms, counts = terms_of(seat_type), counts_of(session, seat_type)
-        expected = domain.stripe_target_quantity(terms, counts)
+        expected = domain.billed_at_renewal(terms, counts)
         pending = _pending(session, seat_type)
         billed_now = domain.billed_now(terms, counts)
         billed_renewal = domain.billed_at_renewal(terms, counts)

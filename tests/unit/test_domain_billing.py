@@ -30,7 +30,6 @@ from connector.domain.seats import (
     over_allocation,
     release,
     renew,
-    stripe_target_quantity,
     vacate,
 )
 
@@ -127,7 +126,7 @@ def test_floor_above_licences_bills_the_floor_and_increases_within_it_change_not
     counts = SeatCounts(licences=3, peak=3, in_use=3)
     after = buy(terms, counts, 4)
     assert billed_now(terms, counts) == billed_now(terms, after) == 10
-    assert stripe_target_quantity(terms, counts) == stripe_target_quantity(terms, after) == 10
+    assert billed_at_renewal(terms, counts) == billed_at_renewal(terms, after) == 10
     assert additional_units(terms, after) == 0
 
 
@@ -142,7 +141,7 @@ def test_decrease_never_lowers_billed_mid_period_but_lowers_the_renewal() -> Non
     after = release(MANUAL_FLOOR_5, counts, 3)
     assert billed_now(MANUAL_FLOOR_5, after) == 10
     assert billed_at_renewal(MANUAL_FLOOR_5, after) == 7
-    assert stripe_target_quantity(MANUAL_FLOOR_5, after) == 7
+    assert billed_at_renewal(MANUAL_FLOOR_5, after) == 7
 
 
 def test_manual_refuses_assignment_without_free_licence() -> None:
@@ -175,7 +174,7 @@ def test_true_up_over_allocates_instead_of_buying() -> None:
     terms = SeatTerms(policy=Policy.TRUE_UP, floor=0)
     counts = occupy(terms, SeatCounts(licences=2, peak=2, in_use=2))
     assert (counts.licences, over_allocation(counts)) == (2, 1)
-    assert stripe_target_quantity(terms, counts) == 2
+    assert billed_at_renewal(terms, counts) == 2
 
 
 def test_plan_that_forbids_extra_seats_refuses_buying_beyond_what_is_paid() -> None:
