@@ -276,8 +276,13 @@ class SyncEngine:
         current = [r for r in records if _in_period(r, item) == "current"]
         if ended:
             self._settle_ended_period(seat_type_id, ended, ended_paid, run.report)
-        if not current:
-            return  # nothing for this period, or waiting for Stripe to renew
+        if any(_in_period(r, item) == "future" for r in records):
+            self._postpone(
+                [r.id for r in records if r not in ended],
+                self.clock() + timedelta(seconds=30),
+                "waiting for Stripe to start the new period",
+            )
+            return
         held = self._settle_unanswered(run, seat_type_id, item)
         if held is None:
             self._retry([r.id for r in current], "an earlier write is still unanswered", run.report)
@@ -295,7 +300,10 @@ class SyncEngine:
                     OPENING,
                     paid,
                     seat_type.opening_billed,
-                    charge_behavior(period.start, period, charge_terms_of(subscription)),
+                    # a charge follows the 30-day rule; a credit waits for the next invoice
+                    charge_behavior(period.start, period, charge_terms_of(subscription))
+                    if seat_type.opening_billed > paid
+                    else ProrationBehavior.CREATE_PRORATIONS,
                     period.start,
                 )
         updates = plan_updates(held, paid, [_pending_change(r) for r in current], target, opening)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -176,6 +177,7 @@ def test_two_workers_share_the_work_and_each_change_reaches_stripe_once(
     request = double.request
 
     def serialized(*args: Any, **kwargs: Any) -> Any:  # the double is one Stripe
+        time.sleep(0.005)  # Stripe takes time: the workers interleave
         with lock:
             return request(*args, **kwargs)
 
@@ -192,6 +194,7 @@ def test_two_workers_share_the_work_and_each_change_reaches_stripe_once(
     for thread in threads:
         thread.join(timeout=120)
     assert sum(r.records_done for r in reports) == 12
+    assert all(r.subscriptions > 0 for r in reports)  # both took part
     for s in scenarios:
         assert len(s.updates_sent()) == 1
         assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
@@ -296,3 +299,116 @@ def test_quantity_updates_beyond_the_hourly_limit_wait_for_the_window(
     s.sync.drain()
     assert len(s.updates_sent()) == 4
     assert s.item_quantity() == 6
+
+
+def test_crash_in_the_middle_of_a_plan_never_charges_a_seat_twice(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    """Classic mode, where Stripe credits the current quantity: a plan 'charge 11, then
+    lower to 10' dies after both writes reached Stripe but before either was settled; a
+    change within the peak follows. The restarted worker must not charge the 11th again."""
+    s = scenario(quantity=10, billing_mode="classic")
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    s.post("licenses/release", 1)
+    doomed = make_sync("doomed-worker")
+    update = doomed.port.update_quantity
+    sent: list[Any] = []
+
+    def update_then_die_on_the_second(request: Any) -> Any:
+        sent.append(update(request))
+        if len(sent) == 2:
+            raise CrashAfterStripe
+        return sent[-1]
+
+    doomed.port.update_quantity = update_then_die_on_the_second
+    with pytest.raises(CrashAfterStripe):
+        doomed.drain()
+    assert s.item_quantity() == 10
+    s.post("licenses", 1)  # back to 11: within the paid peak, free
+    make_sync("new-worker").drain()
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+    assert s.pending_items() == []
+    assert s.item_quantity() == 11
+
+
+def test_timeout_without_the_write_is_sent_again_with_the_same_key(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    double.inject_fault("POST", rf"/v1/subscriptions/{s.stripe_sub.id}", kind="timeout")
+    s.sync.drain()
+    double.advance(60)
+    s.sync.drain()
+    first, second = s.updates_sent()
+    assert first.idempotency_key == second.idempotency_key
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def test_after_a_stripe_500_the_write_goes_again_under_a_new_key(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    """Stripe replays a stored 500 for a day under the same key; the quantity shows the
+    write was not applied, so a new key is safe."""
+    s = scenario()
+    double.inject_fault("POST", rf"/v1/subscriptions/{scenario_id(s)}", status=500)
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    s.sync.drain()
+    double.advance(60)
+    s.sync.drain()
+    first, second = s.updates_sent()
+    assert first.idempotency_key != second.idempotency_key
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def scenario_id(s: Scenario) -> str:
+    return str(s.stripe_sub.id)
+
+
+def test_a_release_pending_over_the_renewal_is_credited_from_the_period_start(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=12, floor=0)
+    double.advance_to(at(utc(2026, 12, 31, 23)))
+    s.post("licenses/release", 2)
+    double.inject_fault("POST", rf"/v1/subscriptions/{s.stripe_sub.id}", status=500, times=50)
+    s.sync.drain()
+    double.advance_to(at(utc(2027, 1, 1, 2)))  # Stripe renews at 12: stale
+    [renewal] = s.new_invoices()
+    assert renewal.total == 12 * 36500
+    double.faults.clear()
+    s.sync.drain()
+    assert s.item_quantity() == 10
+    # The two released seats were billed by the renewal for the whole year: credited.
+    assert sum(item.amount for item in s.pending_items()) == -2 * 36500
+    double.advance_to(at(utc(2028, 1, 1, 2)))
+    latest = max(s.new_invoices(), key=lambda i: i.created)
+    assert latest.total == 10 * 36500 - 2 * 36500  # next renewal: 10 seats, less the credit
+
+
+def test_a_purchase_pending_over_the_renewal_is_charged_in_the_new_period(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    client: FlaskClient,
+    auth: dict[str, str],
+) -> None:
+    s = scenario(quantity=10, floor=0)
+    double.advance_to(at(utc(2026, 12, 31, 12)))
+    s.post("licenses", 2)
+    double.inject_fault("POST", rf"/v1/subscriptions/{s.stripe_sub.id}", status=500, times=50)
+    s.sync.drain()
+    double.advance_to(at(utc(2027, 1, 1, 2)))  # Stripe renews at 10: stale
+    double.faults.clear()
+    report = s.sync.drain()
+    assert s.item_quantity() == 12
+    renewal, correction = sorted(s.new_invoices(), key=lambda i: i.created)
+    assert renewal.total == 10 * 36500
+    assert correction.total == 2 * 36500  # the two seats, for the whole new period
+    # The half day of the old period cannot be prorated any more: ops invoices it.
+    assert report.records_dead == 1
+    [dead] = (client.get("/v1/ops/sync", headers=auth).json or {})["dead"]
+    # 2 seats x 1 day (prorated from the start of the change's day) x 100 a day
+    assert "invoice 200 usd by hand" in dead["last_error"]

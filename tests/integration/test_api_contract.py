@@ -198,3 +198,50 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient, auth: dict[
     wrong = client.delete("/v1/subscriptions", headers=auth)
     assert wrong.status_code == 405
     assert "error" in (wrong.json or {})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/subscriptions/{id}/ledger?starting_after=99999999999999999999",
+        "/v1/subscriptions/a%00b",
+        "/v1/subscriptions/" + "x" * 300,
+    ],
+)
+def test_odd_reads_are_4xx_not_500(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any], path: str
+) -> None:
+    response = client.get(path.format(id=contract["id"]), headers=auth)
+    assert 400 <= response.status_code < 500
+    assert "error" in (response.json or {})
+
+
+@pytest.mark.parametrize("holder", ["h" * 300, "bad%00id", "tab%09id"])
+def test_odd_holder_ids_are_refused_and_change_nothing(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any], holder: str
+) -> None:
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/holders/{holder}"
+    response = client.put(path, json={}, headers=auth)
+    assert response.status_code == 422
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["holders"]["active"] == 0
+
+
+def test_registering_licences_stripe_does_not_bill_is_refused(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    from tests import stripe_setup
+
+    price = stripe_setup.price(stripe_client, 12000)
+    sub = stripe_setup.subscription(stripe_client, [(price, 8)])
+    response = client.post(
+        "/v1/subscriptions",
+        json={
+            "stripe_subscription_id": sub.id,
+            "seat_types": [{"name": "users", "stripe_price_id": price, "licences": 10}],
+        },
+        headers=auth,
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "stripe_quantity_too_low"  # type: ignore[index]
+    assert client.get(f"/v1/subscriptions/{sub.id}", headers=auth).status_code == 404

@@ -87,3 +87,42 @@ def test_parallel_requests_with_one_idempotency_key_apply_once(
     assert run_together([buy] * 8) == Counter({200: 8})
     users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
     assert users["licences"] == 5
+
+
+def test_parallel_changes_to_two_seat_types_at_a_period_roll_over_do_not_deadlock(
+    app: Any,
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    double: Any,
+) -> None:
+    from tests import stripe_setup
+    from tests.conftest import utc
+
+    users, numbers = stripe_setup.price(stripe_client, 1000), stripe_setup.price(stripe_client, 500)
+    sub = stripe_setup.subscription(stripe_client, [(users, 2), (numbers, 2)])
+    view = (
+        client.post(
+            "/v1/subscriptions",
+            json={
+                "stripe_subscription_id": sub.id,
+                "seat_types": [
+                    {"name": "users", "stripe_price_id": users},
+                    {"name": "numbers", "stripe_price_id": numbers},
+                ],
+            },
+            headers=auth,
+        ).json
+        or {}
+    )
+    double.advance_to(int(utc(2027, 3, 16).timestamp()))  # the stored period has ended
+
+    def buy(seat_type: str) -> Callable[[], int]:
+        path = f"/v1/subscriptions/{view['id']}/seats/{seat_type}/licenses"
+        return lambda: app.test_client().post(path, json={"quantity": 1}, headers=auth).status_code
+
+    statuses = run_together([buy("users"), buy("numbers")] * 4)
+    assert statuses == Counter({200: 8})
+    after = client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {}
+    assert after["current_period_start"] == "2027-03-15T10:30:00Z"
+    assert [s["licences"] for s in after["seat_types"]] == [6, 6]

@@ -38,3 +38,20 @@ def test_a_periodic_job_runs_once_per_interval_across_workers(engine: Engine) ->
         sessions, "job:r", "w2", NOW + timedelta(minutes=5), every, TTL
     )
     assert leases.claim_periodic(sessions, "job:r", "w2", NOW + every, every, TTL)
+
+
+def test_a_lease_taken_over_after_expiry_cannot_be_renewed_by_its_old_holder(
+    engine: Engine,
+) -> None:
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "host:1:aaaa", NOW, TTL)
+    assert leases.renew(sessions, "sync:a", "host:1:aaaa", NOW + timedelta(seconds=30), TTL)
+    later = NOW + timedelta(seconds=91)
+    assert leases.claim(sessions, "sync:a", "host:2:bbbb", later, TTL)
+    assert not leases.renew(sessions, "sync:a", "host:1:aaaa", later, TTL)
+
+
+def test_the_same_process_cannot_hold_a_lease_twice(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "host:1:first", NOW, TTL)
+    assert not leases.claim(sessions, "sync:a", "host:1:second", NOW, TTL)
