@@ -2,8 +2,8 @@
 outbox and the sync, into the Stripe double (in process, through `responses`).
 
 Measures how many Stripe calls the burst costs, how long the API takes per change, and
-how long one drain needs to bring everything to Stripe (the sync lag is the drain
-interval plus that). Run:  .venv/bin/python bench/sync_burst.py [--database URL]
+how long one drain needs to bring everything to Stripe, and the lag of single changes
+with the scheduler running. Run:  .venv/bin/python bench/sync_burst.py [--database URL]
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ import argparse
 import random
 import statistics
 import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import responses
 import stripe
+from sqlalchemy import func, select
 
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.migrate import upgrade
+from connector.adapters.models import OutboxRecord
 from connector.adapters.stripe_port import StripeClientPort
 from connector.app import create_app
 from connector.config import Settings, StripeSettings, SyncSettings
@@ -28,6 +32,7 @@ from connector.services.apikeys import Scope, create_key
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.responses_adapter import install
 from sync.engine import SyncEngine
+from sync.worker import Jobs, start_background
 
 API = "https://api.stripe.bench"
 
@@ -117,6 +122,7 @@ def main() -> None:
             for r in double.requests[before:]
             if r.method == "POST" and r.params.get("proration_behavior") == "always_invoice"
         )
+        lags = measure_lag(engine, client, clock, web, auth, subs, rng, double)
     accepted = sum(v for k, v in actions.items() if k.endswith("200"))
     print(
         f"database: {make_engine(url).dialect.name}; {args.subscriptions} subscriptions, "
@@ -133,8 +139,60 @@ def main() -> None:
     )
     print(
         f"one drain: {drain_seconds:.2f} s for {report.records_done} outbox records "
-        f"({report.subscriptions} subscriptions); sync lag = drain interval + this"
+        f"({report.subscriptions} subscriptions)"
     )
+    print(
+        f"sync lag of one change, scheduler running (drain every 2 s), {len(lags)} samples: "
+        f"median {statistics.median(lags):.2f} s, max {max(lags):.2f} s"
+    )
+
+
+def measure_lag(
+    engine: Any,
+    client: stripe.StripeClient,
+    clock: Any,
+    web: Any,
+    auth: dict[str, str],
+    subs: list[str],
+    rng: random.Random,
+    double: StripeDouble,
+    samples: int = 10,
+) -> list[float]:
+    """Seconds from a change's 2xx to its outbox record being done, the jobs running."""
+    lock = threading.Lock()
+    request = double.request
+
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return request(*args, **kwargs)
+
+    double.request = serialized  # type: ignore[method-assign]
+    sessions = make_session_factory(engine)
+    jobs = Jobs.build(sessions, StripeClientPort(client), clock, SyncSettings(), "bench-lag")
+    scheduler = start_background(jobs)
+    lags = []
+    try:
+        for _ in range(samples):
+            time.sleep(rng.uniform(0, 2))
+            sub = rng.choice(subs)
+            started = time.perf_counter()
+            web.post(
+                f"/v1/subscriptions/{sub}/seats/users/licenses", json={"quantity": 1}, headers=auth
+            )
+            while True:
+                with sessions() as session:
+                    pending = session.scalar(
+                        select(func.count())
+                        .select_from(OutboxRecord)
+                        .where(OutboxRecord.status == "pending")
+                    )
+                if not pending:
+                    break
+                time.sleep(0.01)
+            lags.append(time.perf_counter() - started)
+    finally:
+        scheduler.shutdown(wait=True)
+    return lags
 
 
 if __name__ == "__main__":

@@ -77,10 +77,9 @@ class Jobs:
         return report
 
     def resync(self, subscription_id: str) -> None:
-        """Ops asked: reconcile this one subscription now, then send what is pending."""
-        reconcile_one(
-            self.sessions, self.port, self.clock, self.settings.repair_drift, subscription_id
-        )
+        """Ops asked: reconcile this one subscription now — repairing its quantities, as
+        asked — then send what is pending."""
+        reconcile_one(self.sessions, self.port, self.clock, True, subscription_id)
         self.engine.sync_subscription(subscription_id, DrainReport())
 
 

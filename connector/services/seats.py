@@ -176,6 +176,26 @@ def roll_period_if_due(session: Session, subscription: Subscription, now: dateti
     )
 
 
+def charge_for(
+    subscription: Subscription,
+    seat_type: SeatType,
+    billed_before: int,
+    billed_after: int,
+    at: datetime,
+    period: Period,
+) -> tuple[ProrationBehavior, datetime, int] | None:
+    """How raising the billed quantity at `at` is charged — the behaviour (30-day rule),
+    the proration date and the amount as Stripe will compute it — or None if it does not
+    rise (BILLING_RULES 4)."""
+    if billed_after <= billed_before:
+        return None
+    plan = plan_charge(at, period, charge_terms_of(subscription))
+    amount = prorated_charge(
+        seat_type.unit_amount, billed_before, billed_after, plan.proration_date, period
+    )
+    return plan.behavior, plan.proration_date, amount
+
+
 def record_change(
     session: Session,
     ctx: ChangeContext,
@@ -207,13 +227,11 @@ def record_change(
     behavior: ProrationBehavior | None = None
     proration_at: datetime | None = None
     expected_charge = 0
-    if billed_after > billed_before:
-        period = period_of(subscription)
-        plan = plan_charge(ctx.now, period, charge_terms_of(subscription))
-        behavior, proration_at = plan.behavior, plan.proration_date
-        expected_charge = prorated_charge(
-            seat_type.unit_amount, billed_before, billed_after, proration_at, period
-        )
+    charge = charge_for(
+        subscription, seat_type, billed_before, billed_after, ctx.now, period_of(subscription)
+    )
+    if charge is not None:
+        behavior, proration_at, expected_charge = charge
     elif target_after != target_before:
         behavior = ProrationBehavior.NONE
 

@@ -17,7 +17,7 @@ from connector.adapters.models import (
     Subscription,
 )
 from connector.domain import seats as domain
-from connector.domain.proration import ProrationBehavior, plan_charge, prorated_charge
+from connector.domain.proration import ProrationBehavior, period_containing
 from connector.domain.seats import SeatRefusal
 from connector.schemas import (
     HolderCounts,
@@ -30,6 +30,7 @@ from connector.schemas import (
 )
 from connector.services.errors import Conflict, NotFound
 from connector.services.seats import (
+    charge_for,
     charge_terms_of,
     counts_of,
     find_subscription,
@@ -146,26 +147,21 @@ def quote(
         )
     terms, before = terms_of(seat_type), counts_of(session, seat_type)
     period = period_of(subscription)
-    if not period.contains(now):
-        raise Conflict(
-            "period_not_current",
-            "the subscription's period has ended and its renewal is not processed yet; "
-            "retry in a moment",
+    if not period.contains(now):  # the period has ended: quote as the purchase would roll it
+        period = period_containing(
+            subscription.billing_cycle_anchor, seat_type.interval, seat_type.interval_count, now
         )
+        before = domain.renew(terms, before)
     try:
         after = domain.buy(terms, before, quantity)
     except SeatRefusal as refusal:
         raise Conflict(refusal.code, refusal.message) from refusal
     billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
-    charge, proration_date = 0, None
+    charge = charge_for(subscription, seat_type, billed_before, billed_after, now, period)
+    amount, proration_date = (charge[2], charge[1]) if charge else (0, None)
     invoiced: Literal["now", "next_invoice", "nothing_to_charge"] = "nothing_to_charge"
-    if billed_after > billed_before:
-        plan = plan_charge(now, period, charge_terms_of(subscription))
-        proration_date = plan.proration_date
-        charge = prorated_charge(
-            seat_type.unit_amount, billed_before, billed_after, proration_date, period
-        )
-        invoiced = "now" if plan.behavior is ProrationBehavior.ALWAYS_INVOICE else "next_invoice"
+    if charge is not None:
+        invoiced = "now" if charge[0] is ProrationBehavior.ALWAYS_INVOICE else "next_invoice"
     others = sum(
         domain.billed_at_renewal(terms_of(s), counts_of(session, s)) * s.unit_amount
         for s in seat_types
@@ -179,7 +175,7 @@ def quote(
         billed_quantity_before=billed_before,
         billed_quantity_after=billed_after,
         charged_seats=billed_after - billed_before,
-        charge=Money(amount=charge, currency=currency),
+        charge=Money(amount=amount, currency=currency),
         proration_date=proration_date,
         invoiced=invoiced,
         recurring_amount_before=Money(

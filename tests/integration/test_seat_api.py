@@ -243,3 +243,19 @@ def test_membership_billing_stops_billing_members_of_archived_teams_from_the_nex
     )
     assert restored["changes"][0]["licences"] == 2  # u1 takes its free licence back
     assert restored["changes"][0]["expected_charge"]["amount"] == 0
+
+
+def test_quote_after_the_period_ended_prices_the_new_period_like_the_purchase(
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    double: StripeDouble,
+) -> None:
+    view = link(client, auth, stripe_client, quantity=8, floor=5)
+    path = f"/v1/subscriptions/{view['id']}/seats/users"
+    double.advance_to(int(utc(2027, 3, 20, 12).timestamp()))  # renewed on 2027-03-15 10:30
+    quote = client.post(f"{path}/quote", json={"quantity": 1}, headers=auth).json or {}
+    bought = client.post(f"{path}/licenses", json={"quantity": 1}, headers=auth).json or {}
+    assert quote["proration_date"] == "2027-03-20T00:00:00Z"
+    assert quote["charge"] == bought["expected_charge"]
+    assert quote["charge"]["amount"] > 0
