@@ -28,11 +28,14 @@ from typing import TypeVar
 
 import stripe
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import (
+    RENEWAL_CORRECTION,
     Account,
+    LedgerEntry,
     OutboxRecord,
     SeatType,
     StripeCall,
@@ -49,7 +52,6 @@ from connector.config import SyncSettings
 from connector.domain import seats as domain
 from connector.domain.proration import Period, ProrationBehavior, charge_behavior, prorated_charge
 from connector.domain.sync_plan import (
-    OPENING,
     PendingChange,
     QuantityUpdate,
     plan_updates,
@@ -59,7 +61,7 @@ from connector.domain.sync_plan import (
 from connector.services.seats import charge_terms_of, counts_of, terms_of
 from sync import leases
 from sync.ratelimit import TokenBucket
-from sync.renewals import adopt_stripe_state
+from sync.renewals import ENDED, adopt_stripe_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,15 +94,6 @@ class StripeCallFailed(Exception):
 
 class LeaseLost(Exception):
     """Another worker took the subscription over (ours expired): stop writing at once."""
-
-
-def _in_period(record: OutboxRecord, item: StripeItem) -> str:
-    """Where a record's period stands against the item's current period in Stripe."""
-    if record.period_end <= item.period_start:
-        return "ended"
-    if record.period_start >= item.period_end:
-        return "future"  # the connector rolled ahead; Stripe renews any moment
-    return "current"
 
 
 def _pending_change(record: OutboxRecord) -> PendingChange:
@@ -190,69 +183,172 @@ class SyncEngine:
             raise LeaseLost(run.lease)
 
     def _sync(self, run: _Run) -> None:
-        now = self.clock()
         with self.sessions() as session:
             subscription = session.get_one(Subscription, run.subscription_id)
             customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
-            records = session.scalars(
-                select(OutboxRecord)
-                .where(
-                    OutboxRecord.subscription_id == run.subscription_id,
-                    OutboxRecord.status == "pending",
-                    OutboxRecord.next_attempt_at <= now,
-                )
-                .order_by(OutboxRecord.id)
-            ).all()
             invoice_due = subscription.invoice_pending_items_at
         try:
             stripe_sub = self._call(
                 lambda: self.port.retrieve_subscription(run.stripe_subscription_id)
             )
         except StripeCallFailed as failure:
-            self._settle_failure([r.id for r in records], failure, run.report)
+            self._settle_failure(self._pending_ids(run.subscription_id), failure, run.report)
             return
-        ended_paid = self._adopt_renewal(run, stripe_sub)
+        if stripe_sub.status in ENDED:
+            self._ended_in_stripe(run, stripe_sub)
+            return
+        items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+        # First what Stripe may already have done: writes whose answer never came.
+        for seat_type_id, item_id in self._seat_types_with_unanswered(run.subscription_id):
+            item = items.get(item_id)
+            if item is not None and not self._settle_unanswered(run, seat_type_id, item):
+                self._retry(
+                    self._pending_ids(run.subscription_id),
+                    "an earlier write is still unanswered",
+                    run.report,
+                )
+                return
+        self._adopt_renewal(run, stripe_sub)
 
         by_seat_type: dict[int, list[OutboxRecord]] = defaultdict(list)
-        for record in records:
+        for record in self._pending(run.subscription_id):
             by_seat_type[record.seat_type_id].append(record)
-        for seat_type_id, seat_records in by_seat_type.items():
-            self._sync_seat_type(
-                run, stripe_sub, seat_type_id, seat_records, ended_paid.get(seat_type_id)
-            )
+        now = self.clock()
+        for seat_type_id, records in by_seat_type.items():
+            # A change waiting out a backoff holds back those after it: never plan past it.
+            if all(r.next_attempt_at <= now for r in records):
+                self._sync_seat_type(run, stripe_sub, seat_type_id, records)
 
         if invoice_due is not None and invoice_due <= self.clock():
             self._hold_lease(run)
-            self._invoice_pending(
-                run.subscription_id, customer_id, run.stripe_subscription_id, invoice_due
+            self._invoice_pending(run.subscription_id, customer_id, run.stripe_subscription_id)
+
+    def _pending(self, subscription_id: str) -> list[OutboxRecord]:
+        """Pending records in the order they must reach Stripe: renewal corrections (which
+        date from the period start) first, then changes as they were made."""
+        with self.sessions() as session:
+            records = session.scalars(
+                select(OutboxRecord).where(
+                    OutboxRecord.subscription_id == subscription_id,
+                    OutboxRecord.status == "pending",
+                )
+            ).all()
+        return sorted(records, key=lambda r: (r.kind != RENEWAL_CORRECTION, r.id))
+
+    def _pending_ids(self, subscription_id: str) -> list[int]:
+        return [r.id for r in self._pending(subscription_id)]
+
+    def _ended_in_stripe(self, run: _Run, stripe_sub: StripeSubscription) -> None:
+        """The subscription was cancelled in Stripe: nothing more to bill."""
+        adopt_stripe_state(self.sessions, run.subscription_id, stripe_sub, self.clock())
+        ids = self._pending_ids(run.subscription_id)
+        if ids:
+            self._dead(
+                ids, f"the subscription is {stripe_sub.status} in Stripe: not sent", run.report
             )
 
-    def _adopt_renewal(self, run: _Run, stripe_sub: StripeSubscription) -> dict[int, int]:
+    def _adopt_renewal(self, run: _Run, stripe_sub: StripeSubscription) -> None:
         """When Stripe has started a new period: take it (renewing our counts if we had not),
-        and start the paid mark from the quantity Stripe's renewal billed. Returns the paid
-        marks of the periods that ended, by seat type."""
+        settle the records of the period that ended, start the paid mark from what Stripe's
+        renewal billed, and — if that is not what the period should have started with —
+        write a correction record dated from the period start. All in one transaction, so
+        a crash repeats it whole."""
         with self.sessions() as session:
             seat_types = session.scalars(
                 select(SeatType).where(SeatType.subscription_id == run.subscription_id)
             ).all()
         items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
         renewed = [
-            s
+            s.id
             for s in seat_types
             if (item := items.get(s.stripe_subscription_item_id)) is not None
             and item.period_start > s.paid_period_start
         ]
         if not renewed:
-            return {}
+            return
         adopt_stripe_state(self.sessions, run.subscription_id, stripe_sub, self.clock())
         with self.sessions.begin() as session:
-            for stale in renewed:
-                seat_type = session.get_one(SeatType, stale.id, with_for_update=True)
+            subscription = session.get_one(Subscription, run.subscription_id, with_for_update=True)
+            for seat_type_id in renewed:
+                seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
                 item = items[seat_type.stripe_subscription_item_id]
+                ended = session.scalars(
+                    select(OutboxRecord)
+                    .where(
+                        OutboxRecord.seat_type_id == seat_type_id,
+                        OutboxRecord.status == "pending",
+                        OutboxRecord.period_end <= item.period_start,
+                    )
+                    .order_by(OutboxRecord.id)
+                ).all()
+                self._settle_ended_period(seat_type, subscription.currency, ended, run.report)
                 seat_type.paid_quantity = item.quantity
                 seat_type.paid_period_start = item.period_start
-                seat_type.opening_settled = seat_type.opening_billed == item.quantity
-        return {s.id: s.paid_quantity for s in renewed}
+                if seat_type.opening_billed != item.quantity:
+                    self._write_renewal_correction(session, subscription, seat_type, item)
+
+    def _write_renewal_correction(
+        self, session: Session, subscription: Subscription, seat_type: SeatType, item: StripeItem
+    ) -> None:
+        """Stripe's renewal billed `item.quantity`, the period should have started at
+        `opening_billed`: charge or credit the difference from the period start."""
+        period = Period(item.period_start, item.period_end)
+        raising = seat_type.opening_billed > item.quantity
+        behavior = (
+            charge_behavior(period.start, period, charge_terms_of(subscription))
+            if raising
+            else ProrationBehavior.CREATE_PRORATIONS  # a credit waits for the next invoice
+        )
+        amount = prorated_charge(
+            seat_type.unit_amount, item.quantity, seat_type.opening_billed, period.start, period
+        )
+        record = OutboxRecord(
+            subscription_id=subscription.id,
+            seat_type_id=seat_type.id,
+            stripe_subscription_item_id=item.stripe_subscription_item_id,
+            kind=RENEWAL_CORRECTION,
+            changed_at=period.start,
+            target_quantity=domain.billed_at_renewal(
+                terms_of(seat_type), counts_of(session, seat_type)
+            ),
+            billed_before=item.quantity,
+            billed_after=seat_type.opening_billed,
+            period_start=period.start,
+            period_end=period.end,
+            proration_behavior=behavior.value,
+            proration_date=period.start,
+            status="pending",
+            attempts=0,
+            next_attempt_at=self.clock(),
+            stripe_object_ids=[],
+            created_at=self.clock(),
+        )
+        session.add(record)
+        session.flush()
+        session.add(
+            LedgerEntry(
+                subscription_id=subscription.id,
+                seat_type=seat_type.name,
+                at=self.clock(),
+                actor="system (sync)",
+                request_id=None,
+                action="renewal_correction",
+                holder_id=None,
+                quantity=None,
+                licences_before=seat_type.licences,
+                licences_after=seat_type.licences,
+                billed_before=item.quantity,
+                billed_after=seat_type.opening_billed,
+                stripe_quantity_after=record.target_quantity,
+                expected_charge=amount,
+                currency=subscription.currency,
+                proration_behavior=behavior.value,
+                reason=f"Stripe renewed at {item.quantity} while changes were on their way; "
+                f"the period started at {seat_type.opening_billed}: "
+                f"{'charged' if raising else 'credited'} from {period.start.date()}",
+                outbox_id=record.id,
+            )
+        )
 
     def _sync_seat_type(
         self,
@@ -260,7 +356,6 @@ class SyncEngine:
         stripe_sub: StripeSubscription,
         seat_type_id: int,
         records: Sequence[OutboxRecord],
-        ended_paid: int | None,
     ) -> None:
         item_id = records[0].stripe_subscription_item_id
         item = next((i for i in stripe_sub.items if i.stripe_subscription_item_id == item_id), None)
@@ -272,45 +367,25 @@ class SyncEngine:
                 run.report,
             )
             return
-        ended = [r for r in records if _in_period(r, item) == "ended"]
-        current = [r for r in records if _in_period(r, item) == "current"]
-        if ended:
-            self._settle_ended_period(seat_type_id, ended, ended_paid, run.report)
-        if any(_in_period(r, item) == "future" for r in records):
+        if any(r.period_start >= item.period_end for r in records):
+            # The connector rolled ahead of Stripe, which renews any moment.
             self._postpone(
-                [r.id for r in records if r not in ended],
+                [r.id for r in records],
                 self.clock() + timedelta(seconds=30),
                 "waiting for Stripe to start the new period",
             )
             return
-        held = self._settle_unanswered(run, seat_type_id, item)
-        if held is None:
-            self._retry([r.id for r in current], "an earlier write is still unanswered", run.report)
-            return
 
         with self.sessions() as session:
             seat_type = session.get_one(SeatType, seat_type_id)
-            subscription = session.get_one(Subscription, run.subscription_id)
             counts = counts_of(session, seat_type)
             target = domain.billed_at_renewal(terms_of(seat_type), counts)
-            paid, opening = seat_type.paid_quantity, None
-            if not seat_type.opening_settled:
-                period = Period(item.period_start, item.period_end)
-                opening = PendingChange(
-                    OPENING,
-                    paid,
-                    seat_type.opening_billed,
-                    # a charge follows the 30-day rule; a credit waits for the next invoice
-                    charge_behavior(period.start, period, charge_terms_of(subscription))
-                    if seat_type.opening_billed > paid
-                    else ProrationBehavior.CREATE_PRORATIONS,
-                    period.start,
-                )
-        updates = plan_updates(held, paid, [_pending_change(r) for r in current], target, opening)
+            paid = seat_type.paid_quantity
+        updates = plan_updates(item.quantity, paid, [_pending_change(r) for r in records], target)
         wait_until = self._update_slot(run.subscription_id, len(updates))
         if wait_until is not None:
             self._postpone(
-                [r.id for r in current], wait_until, "waiting for Stripe's hourly update limit"
+                [r.id for r in records], wait_until, "waiting for Stripe's hourly update limit"
             )
             return
         updates, deferred = within_invoice_budget(
@@ -318,51 +393,53 @@ class SyncEngine:
         )
         for update in updates:
             self._hold_lease(run)
-            call_id = self._record_call_before_sending(run, seat_type_id, item, update, current)
+            call_id = self._record_call_before_sending(run, seat_type_id, item, update)
             try:
-                request = self._request(stripe_sub, item, update, call_id)
+                request = self._request(run, item, update, f"seatsync-call-{call_id}")
                 latest = self._call(partial(self.port.update_quantity, request))
             except StripeCallFailed as failure:
                 self._note_failure(call_id, failure)
-                self._settle_failure(
-                    [r.id for r in current if r.id not in self._done_ids(current)],
-                    failure,
-                    run.report,
-                )
+                still_pending = [
+                    r.id
+                    for r in self._pending(run.subscription_id)
+                    if r.seat_type_id == seat_type_id
+                ]
+                self._settle_failure(still_pending, failure, run.report)
                 return
-            self._settle_call(call_id, seat_type_id, update, latest)
+            run.report.records_done += self._settle_call(call_id, seat_type_id, update, latest)
             run.report.updates_sent += 1
 
         invoice_slot = self._next_invoice_slot(run.subscription_id) if deferred else None
         with self.sessions.begin() as session:
-            for record in session.scalars(
+            rest = session.scalars(
                 select(OutboxRecord).where(
-                    OutboxRecord.id.in_([r.id for r in current]), OutboxRecord.status == "pending"
+                    OutboxRecord.id.in_([r.id for r in records]), OutboxRecord.status == "pending"
                 )
-            ):
+            ).all()
+            for record in rest:  # carried by the final update, or needing none
                 record.status, record.done_at, record.last_error = "done", self.clock(), None
-            seat_type = session.get_one(SeatType, seat_type_id)
-            seat_type.stripe_quantity = updates[-1].quantity if updates else held
-            seat_type.stripe_seen_at = self.clock()
+            if not updates:
+                seat_type = session.get_one(SeatType, seat_type_id)
+                seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, self.clock()
             if invoice_slot is not None:
                 session.get_one(
                     Subscription, run.subscription_id
                 ).invoice_pending_items_at = invoice_slot
-        run.report.records_done += len(current)
+        run.report.records_done += len(rest)
 
     # --- one write: recorded before it leaves, settled when Stripe answers ----------------
 
     @staticmethod
     def _request(
-        stripe_sub: StripeSubscription, item: StripeItem, update: QuantityUpdate, call_id: int
+        run: _Run, item: StripeItem, update: QuantityUpdate, key: str
     ) -> QuantityUpdateRequest:
         return QuantityUpdateRequest(
-            stripe_subscription_id=stripe_sub.stripe_subscription_id,
+            stripe_subscription_id=run.stripe_subscription_id,
             stripe_subscription_item_id=item.stripe_subscription_item_id,
             quantity=update.quantity,
             proration_behavior=update.behavior.value,
             proration_date=update.proration_date,
-            idempotency_key=f"seatsync-call-{call_id}",
+            idempotency_key=key,
         )
 
     def _record_call_before_sending(
@@ -371,7 +448,6 @@ class SyncEngine:
         seat_type_id: int,
         item: StripeItem,
         update: QuantityUpdate,
-        records: Sequence[OutboxRecord],
     ) -> int:
         with self.sessions.begin() as session:
             call = StripeCall(
@@ -391,7 +467,7 @@ class SyncEngine:
                 },
                 outcome="sending",
                 creates_invoice=False,
-                outbox_ids=[i for i in update.record_ids if i != OPENING],
+                outbox_ids=list(update.record_ids),
             )
             session.add(call)
             session.flush()
@@ -400,8 +476,9 @@ class SyncEngine:
 
     def _settle_call(
         self, call_id: int, seat_type_id: int, update: QuantityUpdate, latest_invoice: str | None
-    ) -> None:
-        """Stripe did it: raise the paid mark, and the charged records are done."""
+    ) -> int:
+        """Stripe did it: raise the paid mark, and the charged records are done (returns how
+        many)."""
         invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
         STRIPE_WRITES.labels("update_quantity", "ok").inc()
         with self.sessions.begin() as session:
@@ -413,13 +490,15 @@ class SyncEngine:
             seat_type.stripe_quantity, seat_type.stripe_seen_at = update.quantity, self.clock()
             if update.charges:
                 seat_type.paid_quantity = update.quantity
-                if OPENING in update.record_ids:
-                    seat_type.opening_settled = True
-            for record in session.scalars(
-                select(OutboxRecord).where(OutboxRecord.id.in_(update.record_ids))
-            ):
+            settled = session.scalars(
+                select(OutboxRecord).where(
+                    OutboxRecord.id.in_(update.record_ids), OutboxRecord.status == "pending"
+                )
+            ).all()
+            for record in settled:
                 record.status, record.done_at, record.last_error = "done", self.clock(), None
                 record.stripe_object_ids = [latest_invoice] if invoiced and latest_invoice else []
+            return len(settled)
 
     def _note_failure(self, call_id: int, failure: StripeCallFailed) -> None:
         # RETRYABLE: we do not know whether Stripe applied it; settled on the next run.
@@ -429,15 +508,27 @@ class SyncEngine:
             call = session.get_one(StripeCall, call_id)
             call.outcome, call.error, call.http_status = outcome, str(failure), failure.http_status
 
-    def _settle_unanswered(self, run: _Run, seat_type_id: int, item: StripeItem) -> int | None:
-        """Settle a write sent without a definite answer; return what the item holds now, or
-        None if that write is still in doubt (try again later).
+    def _seat_types_with_unanswered(self, subscription_id: str) -> list[tuple[int, str]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(SeatType.id, SeatType.stripe_subscription_item_id)
+                .join(StripeCall, StripeCall.seat_type_id == SeatType.id)
+                .where(
+                    SeatType.subscription_id == subscription_id,
+                    StripeCall.outcome.in_(("sending", "unknown")),
+                )
+                .distinct()
+            ).all()
+        return [(seat_type_id, item_id) for seat_type_id, item_id in rows]
 
-        Quantity updates are absolute, and a plan never sends the quantity the item already
-        holds: if Stripe now holds the write's quantity, the write was applied. Otherwise it
-        goes again with the same idempotency key (Stripe replays or applies it once) —
-        unless Stripe answered 5xx, which it replays for a day: then it was not applied and
-        is dropped, and the plan starts afresh."""
+    def _settle_unanswered(self, run: _Run, seat_type_id: int, item: StripeItem) -> bool:
+        """Settle a write sent without a definite answer; False while it is still in doubt.
+
+        Quantity updates are absolute and a plan moves the item off what it holds: if
+        Stripe now holds the write's quantity, the write was applied. Otherwise it goes
+        again with the same idempotency key (Stripe replays or applies it once) — unless
+        Stripe answered 5xx, which it replays for a day, or its period has ended: then it
+        was not applied, and is dropped for a fresh plan."""
         with self.sessions() as session:
             call = session.scalars(
                 select(StripeCall)
@@ -447,9 +538,7 @@ class SyncEngine:
                 )
                 .order_by(StripeCall.id.desc())
                 .limit(1)
-            ).first()
-        if call is None:
-            return item.quantity
+            ).one()
         update = QuantityUpdate(
             quantity=call.request["quantity"],
             behavior=ProrationBehavior(call.request["proration_behavior"]),
@@ -459,43 +548,24 @@ class SyncEngine:
             record_ids=tuple(call.outbox_ids),
         )
         if item.quantity == update.quantity:
-            self._settle_call(call.id, seat_type_id, update, None)
-            return item.quantity
+            run.report.records_done += self._settle_call(call.id, seat_type_id, update, None)
+            return True
         if (call.http_status or 0) >= 500 or call.request.get("period_start") != (
             item.period_start.isoformat()
         ):
             with self.sessions.begin() as session:
                 session.get_one(StripeCall, call.id).outcome = "failed"
-            return item.quantity
+            return True
         self._hold_lease(run)
         try:
-            latest = self._call(
-                lambda: self.port.update_quantity(
-                    QuantityUpdateRequest(
-                        stripe_subscription_id=run.stripe_subscription_id,
-                        stripe_subscription_item_id=item.stripe_subscription_item_id,
-                        quantity=update.quantity,
-                        proration_behavior=update.behavior.value,
-                        proration_date=update.proration_date,
-                        idempotency_key=call.idempotency_key,
-                    )
-                )
-            )
+            request = self._request(run, item, update, call.idempotency_key)
+            latest = self._call(partial(self.port.update_quantity, request))
         except StripeCallFailed as failure:
             self._note_failure(call.id, failure)
-            return None
-        self._settle_call(call.id, seat_type_id, update, latest)
-        return update.quantity
-
-    def _done_ids(self, records: Sequence[OutboxRecord]) -> set[int]:
-        with self.sessions() as session:
-            return set(
-                session.scalars(
-                    select(OutboxRecord.id).where(
-                        OutboxRecord.id.in_([r.id for r in records]), OutboxRecord.status == "done"
-                    )
-                )
-            )
+            return False
+        run.report.records_done += self._settle_call(call.id, seat_type_id, update, latest)
+        run.report.updates_sent += 1
+        return True
 
     # --- Stripe's limits ------------------------------------------------------------------
 
@@ -557,14 +627,25 @@ class SyncEngine:
         return hour[min(excess, len(hour)) - 1] + timedelta(hours=1)
 
     def _invoice_pending(
-        self, subscription_id: str, customer_id: str, stripe_subscription_id: str, due: datetime
+        self, subscription_id: str, customer_id: str, stripe_subscription_id: str
     ) -> None:
         if self._invoices_allowed(subscription_id) < 1:
             slot = self._next_invoice_slot(subscription_id)
             with self.sessions.begin() as session:
                 session.get_one(Subscription, subscription_id).invoice_pending_items_at = slot
             return
-        key = f"seatsync-invoice-{subscription_id}-{int(due.timestamp())}"
+        # One key per invoice made: a retry after a lost answer replays, not re-invoices.
+        with self.sessions() as session:
+            made = session.scalar(
+                select(func.count())
+                .select_from(StripeCall)
+                .where(
+                    StripeCall.subscription_id == subscription_id,
+                    StripeCall.operation == "invoice_pending",
+                    StripeCall.outcome == "ok",
+                )
+            )
+        key = f"seatsync-invoice-{subscription_id}-{made}"
         outcome, error, invoice_id = "ok", None, None
         try:
             invoice_id = self._call(
@@ -663,46 +744,36 @@ class SyncEngine:
 
     def _settle_ended_period(
         self,
-        seat_type_id: int,
+        seat_type: SeatType,
+        currency: str,
         records: Sequence[OutboxRecord],
-        ended_paid: int | None,
         report: DrainReport,
     ) -> None:
-        """Records of a period Stripe has already closed. Their quantities live on in the
-        renewal (corrected from the period start if the renewal billed a stale quantity).
-        An increase never charged in that period can no longer be prorated into it: it is
-        dead-lettered with the exact amount, for ops to invoice."""
-        with self.sessions() as session:
-            seat_type = session.get_one(SeatType, seat_type_id)
-            unit = seat_type.unit_amount
-            # The paid mark of the ended period (just replaced by the renewal's), if known.
-            paid = seat_type.paid_quantity if ended_paid is None else ended_paid
-            currency = session.get_one(Subscription, seat_type.subscription_id).currency
-        missed: list[int] = []
+        """Records of a period Stripe has closed, settled in the adoption's transaction.
+        Their quantities live on in the renewal (and its correction). An increase never
+        charged in that period — above its paid mark — can no longer be prorated into it:
+        it is dead-lettered with the exact amount, for ops to invoice."""
+        paid = seat_type.paid_quantity  # the ended period's
         for record in records:
             if record.billed_after > paid and record.proration_date is not None:
                 period = Period(record.period_start, record.period_end)
                 amount = prorated_charge(
-                    unit, paid, record.billed_after, record.proration_date, period
+                    seat_type.unit_amount, paid, record.billed_after, record.proration_date, period
                 )
-                self._dead(
-                    [record.id],
+                record.status = "dead"
+                record.attempts += 1
+                record.last_error = (
                     f"the period ended before this charge reached Stripe: invoice {amount} "
                     f"{currency} by hand ({record.billed_after - paid} seat(s) from "
-                    f"{record.proration_date.date()} to {record.period_end.date()})",
-                    report,
+                    f"{record.proration_date.date()} to {record.period_end.date()})"
                 )
-                missed.append(record.id)
+                log.error("outbox record %s: %s", record.id, record.last_error)
+                report.records_dead += 1
                 paid = record.billed_after
-        with self.sessions.begin() as session:
-            for record in session.scalars(
-                select(OutboxRecord).where(
-                    OutboxRecord.id.in_([r.id for r in records if r.id not in missed])
-                )
-            ):
+            else:
                 record.status, record.done_at = "done", self.clock()
                 record.last_error = "carried into the renewal"
-        report.records_done += len(records) - len(missed)
+                report.records_done += 1
 
 
 def _describe(error: stripe.StripeError) -> str:

@@ -124,11 +124,8 @@ class SeatType(Base):
     # seat is never charged twice, whatever crashed in between.
     paid_quantity: Mapped[int] = mapped_column(Integer)
     paid_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Billed quantity our current period started with, and whether Stripe's renewal was
-    # found to bill it (a renewal with changes still on their way bills a stale quantity,
-    # which the sync corrects from the period start).
+    # Billed quantity our current period started with: what Stripe's renewal should bill.
     opening_billed: Mapped[int] = mapped_column(Integer)
-    opening_settled: Mapped[bool] = mapped_column(Boolean)
 
 
 class Holder(Base):
@@ -190,6 +187,9 @@ class LedgerEntry(Base):
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
 
 
+RENEWAL_CORRECTION = "renewal_correction"
+
+
 class OutboxRecord(Base):
     """A seat change Stripe must hear of, written in the same transaction as the change:
     the quantity it leaves and how its increase (if any) is charged. The sync drains these;
@@ -202,6 +202,8 @@ class OutboxRecord(Base):
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
     seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
     stripe_subscription_item_id: Mapped[str] = mapped_column(String(255))
+    # "change" (a seat change) or "renewal_correction" (Stripe renewed at a stale quantity)
+    kind: Mapped[str] = mapped_column(String(24), default="change")
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     target_quantity: Mapped[int] = mapped_column(Integer)
     # Billed (paid-for) quantity of the period before and after the change.

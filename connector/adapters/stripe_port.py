@@ -59,6 +59,11 @@ class StripePort(Protocol):
         """Every subscription of the account, any status, 100 a page."""
         ...
 
+    def billed_quantity(self, stripe_subscription_id: str, item: StripeItem) -> int:
+        """The highest quantity of `item` that the subscription's invoices charged for the
+        item's current period (0 if none): what Stripe counts as paid."""
+        ...
+
     def update_quantity(self, update: QuantityUpdateRequest) -> str | None:
         """Set an item's quantity; returns the subscription's latest invoice id."""
         ...
@@ -197,3 +202,24 @@ class StripeClientPort:
             invoice.id or "", options={"idempotency_key": f"{idempotency_key}-finalize"}
         )
         return finalized.id or ""
+
+    def billed_quantity(self, stripe_subscription_id: str, item: StripeItem) -> int:
+        period_start = int(item.period_start.timestamp())
+        invoices = self._client.v1.invoices.list(
+            {"subscription": stripe_subscription_id, "limit": 20}
+        )
+        billed = 0
+        for invoice in invoices.data:
+            if invoice.status in ("draft", "void"):
+                continue
+            for line in invoice.lines.data:
+                parent = line.parent
+                details = parent.subscription_item_details if parent else None
+                if (
+                    details is not None
+                    and details.subscription_item == item.stripe_subscription_item_id
+                    and line.period.start >= period_start
+                    and line.amount > 0
+                ):
+                    billed = max(billed, line.quantity or 0)
+        return billed

@@ -97,10 +97,10 @@ def _check_quantity(quantity: int) -> None:
 def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> Response:
     """Register a contract: link an existing Stripe subscription, or create one for a customer."""
 
-    stripe_sub = registration.fetch_or_create(wiring().stripe, body, header.idempotency_key)
+    in_stripe = registration.fetch_or_create(wiring().stripe, body, header.idempotency_key)
 
     def change(session: Session, ctx: ChangeContext) -> PlanView:
-        subscription = registration.register_subscription(session, ctx, body, stripe_sub)
+        subscription = registration.register_subscription(session, ctx, body, in_stripe)
         session.flush()
         return views.plan_view(session, subscription.id)
 

@@ -16,8 +16,6 @@ from datetime import datetime, timedelta
 
 from connector.domain.proration import ProrationBehavior
 
-OPENING = 0  # record id of the period-opening correction (outbox ids start at 1)
-
 
 @dataclass(frozen=True, slots=True)
 class PendingChange:
@@ -45,51 +43,49 @@ class QuantityUpdate:
 
 
 def plan_updates(
-    held: int,
-    paid: int,
-    changes: Sequence[PendingChange],
-    target: int,
-    opening: PendingChange | None = None,
+    held: int, paid: int, changes: Sequence[PendingChange], target: int
 ) -> list[QuantityUpdate]:
     """The fewest updates that charge what `changes` (in order, one period) owe and leave the
     item at `target`.
 
     `held` is what the item holds now (read fresh from Stripe); `paid` the quantity Stripe
     has charged for this period so far (the connector's high-water mark, kept per update
-    sent, so a change is never charged twice). `opening`, if given, first moves the paid
-    quantity to what the period should have started with (a renewal that billed a stale
-    quantity): a charge or a credit from the period start.
-    Charged increases with the same decision (proration date and behaviour) merge into one
-    update; whatever else happened ends in one update without proration.
+    sent), so a change is never charged twice. A change that raises the billed quantity
+    above `paid` is charged pro rata from its date; one that lowers it (billed after <
+    billed before: a renewal that billed a stale quantity, corrected from the period start)
+    is credited the same way. Charges with the same decision (proration date and
+    behaviour) merge into one update; the rest ends in one update without proration.
     """
     updates: list[QuantityUpdate] = []
+    mergeable: QuantityUpdate | None = None  # the last update, if it charged an increase
 
     def prorate(to: int, change: PendingChange) -> None:
-        nonlocal held, paid
+        nonlocal held, paid, mergeable
         if held != paid:  # restore the paid quantity, so the credit is what was paid
             updates.append(QuantityUpdate(paid, ProrationBehavior.NONE, None, ()))
-        updates.append(
-            QuantityUpdate(to, change.behavior, change.proration_date, (change.record_id,))
-        )
+        update = QuantityUpdate(to, change.behavior, change.proration_date, (change.record_id,))
+        updates.append(update)
+        mergeable = update if to > paid else None
         held = paid = to
 
-    if opening is not None and opening.billed_after != paid:
-        prorate(opening.billed_after, opening)
     for change in changes:
-        if change.billed_after <= paid:
-            continue
-        last = updates[-1] if updates else None
-        if (
-            last is not None
-            and last.charges
-            and (last.behavior, last.proration_date) == (change.behavior, change.proration_date)
-        ):
-            updates[-1] = replace(
-                last, quantity=change.billed_after, record_ids=(*last.record_ids, change.record_id)
-            )
-            held = paid = change.billed_after
-        else:
-            prorate(change.billed_after, change)
+        if change.billed_after < change.billed_before:  # a correction credit
+            if paid > change.billed_after:
+                prorate(change.billed_after, change)
+        elif change.billed_after > paid:
+            if mergeable is not None and (mergeable.behavior, mergeable.proration_date) == (
+                change.behavior,
+                change.proration_date,
+            ):
+                mergeable = replace(
+                    mergeable,
+                    quantity=change.billed_after,
+                    record_ids=(*mergeable.record_ids, change.record_id),
+                )
+                updates[-1] = mergeable
+                held = paid = change.billed_after
+            else:
+                prorate(change.billed_after, change)
     if held != target:
         updates.append(QuantityUpdate(target, ProrationBehavior.NONE, None, ()))
     return updates

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import stripe
@@ -69,7 +71,32 @@ def _check_paid(contract: SeatTypeContract, item: StripeItem, licences: int) -> 
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StripeContract:
+    """A subscription as Stripe shows it, with what each item was billed this period."""
+
+    subscription: StripeSubscription
+    billed: dict[str, int]  # item id -> highest quantity invoiced for the current period
+
+
 def fetch_or_create(
+    port: StripePort, body: RegisterSubscription, idempotency_key: str | None
+) -> StripeContract:
+    """The subscription to link (or a new one) and what its items were billed: after a
+    decrease pushed without proration, Stripe holds less than it billed — and in flexible
+    mode credits what it billed — so the paid quantity is the larger of the two."""
+    stripe_sub = _fetch_or_create(port, body, idempotency_key)
+    billed = {
+        item.stripe_subscription_item_id: call_stripe(
+            f"invoices of {stripe_sub.stripe_subscription_id}",
+            partial(port.billed_quantity, stripe_sub.stripe_subscription_id, item),
+        )
+        for item in stripe_sub.items
+    }
+    return StripeContract(stripe_sub, billed)
+
+
+def _fetch_or_create(
     port: StripePort, body: RegisterSubscription, idempotency_key: str | None
 ) -> StripeSubscription:
     """Read the subscription to link, or create it. Called outside any database
@@ -95,10 +122,11 @@ def register_subscription(
     session: Session,
     ctx: ChangeContext,
     body: RegisterSubscription,
-    stripe_sub: StripeSubscription,
+    contract_in_stripe: StripeContract,
 ) -> Subscription:
     """Store the contract for a subscription read from (or just created in) Stripe. A
     refused registration writes nothing."""
+    stripe_sub = contract_in_stripe.subscription
     created = body.stripe_customer_id is not None
     # One the connector just created may still wait for its first payment.
     live = LIVE_STATUSES | ({"incomplete"} if created else set())
@@ -156,6 +184,9 @@ def register_subscription(
     for contract, item in matched:
         licences = item.quantity if contract.licences is None else contract.licences
         _check_paid(contract, item, licences)
+        paid = max(
+            item.quantity, contract_in_stripe.billed.get(item.stripe_subscription_item_id, 0)
+        )
         if contract.policy is Policy.AUTO:
             licences = 0  # auto licences follow holders; they are assigned next
         seat_type = SeatType(
@@ -176,13 +207,12 @@ def register_subscription(
             membership_required=contract.membership_required,
             licences=licences,
             # What Stripe has billed this period is paid: re-adding up to it is free.
-            peak=item.quantity,
+            peak=paid,
             stripe_quantity=item.quantity,
             stripe_seen_at=ctx.now,
-            paid_quantity=item.quantity,
+            paid_quantity=paid,
             paid_period_start=item.period_start,
-            opening_billed=max(contract.floor, item.quantity),
-            opening_settled=True,
+            opening_billed=max(contract.floor, paid),
         )
         session.add(seat_type)
         session.flush()

@@ -156,7 +156,6 @@ def start_period(session: Session, subscription: Subscription, period: Period) -
         counts = domain.renew(terms, counts_of(session, seat_type))
         seat_type.licences, seat_type.peak = counts.licences, counts.peak
         seat_type.opening_billed = domain.billed_now(terms, counts)
-        seat_type.opening_settled = False  # until the sync sees what Stripe's renewal billed
     return True
 
 
@@ -252,6 +251,7 @@ def record_change(
             status="pending",
             attempts=0,
             next_attempt_at=ctx.now,
+            kind="change",
             stripe_object_ids=[],
             created_at=ctx.now,
         )

@@ -142,7 +142,6 @@ def upgrade() -> None:
         sa.Column("paid_quantity", sa.Integer(), nullable=False),
         sa.Column("paid_period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("opening_billed", sa.Integer(), nullable=False),
-        sa.Column("opening_settled", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["subscription_id"],
             ["subscriptions.id"],
@@ -176,6 +175,7 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.String(length=40), nullable=False),
         sa.Column("seat_type_id", sa.Integer(), nullable=False),
         sa.Column("stripe_subscription_item_id", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("target_quantity", sa.Integer(), nullable=False),
         sa.Column("billed_before", sa.Integer(), nullable=False),

@@ -91,13 +91,17 @@ def test_increase_followed_by_decrease_charges_then_lowers() -> None:
 def test_a_stale_renewal_is_corrected_from_the_period_start() -> None:
     # Stripe renewed at 12 while a release to 10 was still on its way: credit 2 seats for
     # the whole period (a credit for seats the renewal should not have billed).
-    opening = PendingChange(0, 12, 10, LATER, DAY1)
-    assert plan_updates(12, 12, [], target=10, opening=opening) == [
-        QuantityUpdate(10, LATER, DAY1, (0,))
-    ]
-    charged = PendingChange(0, 10, 12, NOW, DAY1)
-    assert plan_updates(10, 10, [], target=12, opening=charged) == [
-        QuantityUpdate(12, NOW, DAY1, (0,))
+    credit = PendingChange(7, 12, 10, LATER, DAY1)
+    assert plan_updates(12, 12, [credit], target=10) == [QuantityUpdate(10, LATER, DAY1, (7,))]
+    charge = PendingChange(7, 10, 12, NOW, DAY1)
+    assert plan_updates(10, 10, [charge], target=12) == [QuantityUpdate(12, NOW, DAY1, (7,))]
+
+
+def test_a_correction_credit_is_not_merged_with_a_charge_of_the_same_day() -> None:
+    changes = [PendingChange(1, 12, 10, NOW, DAY1), change(2, (10, 11), NOW, DAY1)]
+    assert plan_updates(12, 12, changes, target=11) == [
+        QuantityUpdate(10, NOW, DAY1, (1,)),
+        QuantityUpdate(11, NOW, DAY1, (2,)),
     ]
 
 
