@@ -173,7 +173,7 @@ class SyncEngine:
             SUBSCRIPTION_FAILURES.inc()
             log.exception("sync of %s failed", subscription_id)
             report.errors.append(f"{subscription_id}: {error}")
-            self._retry_all(subscription_id, f"unexpected error: {error}", report)
+            self._retry(self._pending_ids(subscription_id), f"unexpected error: {error}", report)
         finally:
             leases.release(self.sessions, lease, token)
 
@@ -680,8 +680,6 @@ class SyncEngine:
 
     # --- outcomes --------------------------------------------------------------------------
 
-    # --- outcomes --------------------------------------------------------------------------
-
     def _call(self, call: Callable[[], T]) -> T:
         """One Stripe request, paced by the account rate; Stripe errors classified."""
         self.rate.acquire()
@@ -710,25 +708,12 @@ class SyncEngine:
         report.records_retrying += len(record_ids)
 
     def _postpone(self, record_ids: list[int], until: datetime, reason: str) -> None:
-        """Not a failure: the records wait for a rate limit to allow them."""
+        """Not a failure: the records wait for a limit, or for Stripe's renewal."""
         with self.sessions.begin() as session:
             for record in session.scalars(
                 select(OutboxRecord).where(OutboxRecord.id.in_(record_ids))
             ):
                 record.next_attempt_at, record.last_error = until, reason
-
-    def _retry_all(self, subscription_id: str, error: str, report: DrainReport) -> None:
-        with self.sessions() as session:
-            ids = list(
-                session.scalars(
-                    select(OutboxRecord.id).where(
-                        OutboxRecord.subscription_id == subscription_id,
-                        OutboxRecord.status == "pending",
-                        OutboxRecord.next_attempt_at <= self.clock(),
-                    )
-                )
-            )
-        self._retry(ids, error, report)
 
     def _dead(self, record_ids: list[int], error: str, report: DrainReport) -> None:
         """A request that can never succeed: kept with Stripe's answer for ops, out of the
