@@ -8,12 +8,15 @@ per cluster per interval (a job lease).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -22,13 +25,14 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from connector.adapters.database import SessionFactory
 from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
-from connector.services.sync_status import RECONCILE_JOB
+from connector.services.sync_status import RECONCILE_JOB, RENEWALS_JOB
 from sync import leases
 from sync.engine import DrainReport, SyncEngine
 from sync.reconcile import ReconcileReport, reconcile, reconcile_one
 from sync.renewals import process_renewals
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def worker_id() -> str:
@@ -58,23 +62,44 @@ class Jobs:
     def drain(self) -> DrainReport:
         return self.engine.drain()
 
-    def renewals(self) -> int:
-        return process_renewals(self.sessions, self.port, self.clock)
+    def renewals(self) -> int | None:
+        """Once per cluster per interval, like the reconcile."""
+        return self._once_per_cluster(
+            RENEWALS_JOB,
+            self.settings.renewal_interval_seconds,
+            lambda: process_renewals(self.sessions, self.port, self.clock),
+            str,
+        )
 
     def reconcile(self, force: bool = False) -> ReconcileReport | None:
-        """Once per cluster per interval; `force` runs it now (ops resync, tests)."""
-        now = self.clock()
-        every = timedelta(seconds=0 if force else self.settings.reconcile_interval_seconds)
+        """Once per cluster per interval; `force` runs it now (tests, ops)."""
+        return self._once_per_cluster(
+            RECONCILE_JOB,
+            0 if force else self.settings.reconcile_interval_seconds,
+            lambda: reconcile(self.sessions, self.port, self.clock, self.settings.repair_drift),
+            lambda report: report.as_json(),
+        )
+
+    def _once_per_cluster(
+        self,
+        name: str,
+        every_seconds: float,
+        job: Callable[[], R],
+        describe: Callable[[R], str],
+    ) -> R | None:
+        """Run `job` if no worker of the cluster ran it in the last `every_seconds`."""
+        owner = f"{self.engine.worker_id}:{uuid.uuid4().hex[:8]}"
         ttl = timedelta(seconds=max(self.settings.lease_seconds, 600))
-        owner = self.engine.worker_id
-        if not leases.claim_periodic(self.sessions, RECONCILE_JOB, owner, now, every, ttl):
+        every = timedelta(seconds=every_seconds)
+        if not leases.claim_periodic(self.sessions, name, owner, self.clock(), every, ttl):
             return None
-        report = ReconcileReport()
+        result: R | None = None
         try:
-            report = reconcile(self.sessions, self.port, self.clock, self.settings.repair_drift)
+            result = job()
         finally:
-            leases.release(self.sessions, RECONCILE_JOB, owner, report.as_json(), self.clock())
-        return report
+            outcome = json.dumps({"error": "failed"}) if result is None else describe(result)
+            leases.release(self.sessions, name, owner, outcome, self.clock())
+        return result
 
     def resync(self, subscription_id: str) -> None:
         """Ops asked: reconcile this one subscription now — repairing its quantities, as

@@ -20,6 +20,7 @@ from connector.schemas import (
 from connector.services.seats import find_subscription
 
 RECONCILE_JOB = "job:reconcile"
+RENEWALS_JOB = "job:renewals"
 
 
 def _outbox_view(record: OutboxRecord) -> OutboxRecordView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import stripe
 from sqlalchemy import Engine
 
 from connector.adapters.database import make_session_factory
@@ -55,3 +56,29 @@ def test_the_same_process_cannot_hold_a_lease_twice(engine: Engine) -> None:
     sessions = make_session_factory(engine)
     assert leases.claim(sessions, "sync:a", "host:1:first", NOW, TTL)
     assert not leases.claim(sessions, "sync:a", "host:1:second", NOW, TTL)
+
+
+def test_renewals_and_reconcile_run_once_per_cluster_per_interval(
+    engine: Engine, stripe_client: stripe.StripeClient
+) -> None:
+    from connector.adapters.stripe_port import StripeClientPort
+    from connector.config import SyncSettings
+    from sync.engine import SyncEngine
+    from sync.worker import Jobs
+
+    sessions = make_session_factory(engine)
+    now = [NOW]
+    settings = SyncSettings(renewal_interval_seconds=60)
+    port = StripeClientPort(stripe_client)
+
+    def worker(name: str) -> Jobs:
+        sync = SyncEngine(sessions, port, lambda: now[0], settings, name)
+        return Jobs(sessions, port, lambda: now[0], settings, sync)
+
+    first, second = worker("a"), worker("b")
+    assert first.renewals() == 0
+    assert second.renewals() is None  # ran moments ago elsewhere in the cluster
+    now[0] += timedelta(seconds=61)
+    assert second.renewals() == 0
+    assert first.reconcile() is not None
+    assert second.reconcile() is None
