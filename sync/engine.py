@@ -382,15 +382,17 @@ class SyncEngine:
             target = domain.billed_at_renewal(terms_of(seat_type), counts)
             paid = seat_type.paid_quantity
         updates = plan_updates(item.quantity, paid, [_pending_change(r) for r in records], target)
-        wait_until = self._update_slot(run.subscription_id, len(updates))
+        wait_until = self._update_slot(run.subscription_id, len(updates)) if updates else None
         if wait_until is not None:
             self._postpone(
                 [r.id for r in records], wait_until, "waiting for Stripe's hourly update limit"
             )
             return
-        updates, deferred = within_invoice_budget(
-            updates, self._invoices_allowed(run.subscription_id)
-        )
+        deferred = False
+        if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
+            updates, deferred = within_invoice_budget(
+                updates, self._invoices_allowed(run.subscription_id)
+            )
         for update in updates:
             self._hold_lease(run)
             call_id = self._record_call_before_sending(run, seat_type_id, item, update)
