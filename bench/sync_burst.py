@@ -31,7 +31,7 @@ from connector.config import Settings, StripeSettings, SyncSettings
 from connector.services.apikeys import Scope, create_key
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.responses_adapter import install
-from sync.engine import SyncEngine
+from sync.drain import OutboxDrain
 from sync.worker import Jobs, start_background
 
 API = "https://api.stripe.bench"
@@ -105,7 +105,7 @@ def main() -> None:
             )
             latencies.append(time.perf_counter() - started)
             actions[f"{action} {response.status_code}"] += 1
-        sync = SyncEngine(
+        sync = OutboxDrain(
             make_session_factory(engine),
             StripeClientPort(client),
             clock,

@@ -19,16 +19,15 @@ from sqlalchemy import select
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import Drift, OutboxRecord, SeatType, Subscription
-from connector.adapters.stripe_port import StripePort, StripeSubscription
-from connector.domain import seats as domain
-from connector.services.seats import (
-    Actor,
-    ChangeContext,
+from connector.adapters.repository import (
     counts_of,
     lock_seat_type,
-    record_change,
-    terms_of,
+    lock_subscription,
+    target_quantity,
 )
+from connector.adapters.stripe_port import StripePort, StripeSubscription
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxStatus
+from connector.services.seats import Actor, ChangeContext, record_change
 from sync.renewals import adopt_stripe_state
 
 log = logging.getLogger(__name__)
@@ -46,15 +45,56 @@ class ReconcileReport:
         return json.dumps(asdict(self))
 
 
+@dataclass(frozen=True, slots=True)
+class DriftKey:
+    """Where a difference is: a subscription, a seat type (or none), a field."""
+
+    subscription_id: str
+    seat_type: str | None
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A difference: what the connector expects, what Stripe shows."""
+
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True, slots=True)
+class OurSubscription:
+    """What the connector holds of a subscription, to compare with Stripe."""
+
+    id: str
+    stripe_subscription_id: str
+    status: str
+    billing_mode: str
+    current_period_end: datetime
+
+    @classmethod
+    def of(cls, row: Subscription) -> OurSubscription:
+        return cls(
+            row.id,
+            row.stripe_subscription_id,
+            row.status,
+            row.billing_mode,
+            row.current_period_end,
+        )
+
+
+Found = dict[DriftKey, Seen]
+
+
 def _note_drift(
-    found: dict[tuple[str, str | None, str], tuple[str, str]],
+    found: Found,
     subscription_id: str,
     seat_type: str | None,
     field: str,
     expected: object,
     actual: object,
 ) -> None:
-    found[(subscription_id, seat_type, field)] = (str(expected), str(actual))
+    found[DriftKey(subscription_id, seat_type, field)] = Seen(str(expected), str(actual))
 
 
 def reconcile(
@@ -67,10 +107,10 @@ def reconcile(
     report = ReconcileReport()
     with sessions() as session:
         ours = {
-            s.stripe_subscription_id: (s.id, s.status, s.billing_mode, s.current_period_end)
+            s.stripe_subscription_id: OurSubscription.of(s)
             for s in session.scalars(select(Subscription))
         }
-    found: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+    found: Found = {}
     seen: set[str] = set()
     for stripe_sub in port.list_subscriptions():
         if stripe_sub.stripe_subscription_id not in ours:
@@ -85,11 +125,9 @@ def reconcile(
             found,
             report,
         )
-    for stripe_subscription_id, (subscription_id, status, *_rest) in ours.items():
-        if stripe_subscription_id not in seen and status not in ("canceled", "incomplete_expired"):
-            _note_drift(
-                found, subscription_id, None, "subscription", stripe_subscription_id, "missing"
-            )
+    for stripe_subscription_id, our in ours.items():
+        if stripe_subscription_id not in seen and our.status not in ENDED_SUBSCRIPTION_STATUSES:
+            _note_drift(found, our.id, None, "subscription", stripe_subscription_id, "missing")
             report.missing_in_stripe += 1
     report.drift_found = len(found)
     _store_drift(sessions, found, now, repair)
@@ -107,14 +145,12 @@ def reconcile_one(
     now = clock()
     report = ReconcileReport(checked=1)
     with sessions() as session:
-        s = session.get_one(Subscription, subscription_id)
-        ours = (s.id, s.status, s.billing_mode, s.current_period_end)
-        stripe_subscription_id = s.stripe_subscription_id
-    found: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+        ours = OurSubscription.of(session.get_one(Subscription, subscription_id))
+    found: Found = {}
     _check(
         sessions,
         ours,
-        port.retrieve_subscription(stripe_subscription_id),
+        port.retrieve_subscription(ours.stripe_subscription_id),
         now,
         repair,
         found,
@@ -127,15 +163,20 @@ def reconcile_one(
 
 def _check(
     sessions: SessionFactory,
-    ours: tuple[str, str, str, datetime],
+    ours: OurSubscription,
     stripe_sub: StripeSubscription,
     now: datetime,
     repair: bool,
-    found: dict[tuple[str, str | None, str], tuple[str, str]],
+    found: Found,
     report: ReconcileReport,
 ) -> None:
     """Compare one subscription with what Stripe shows; adopt Stripe's period and status."""
-    subscription_id, status, mode, period_end = ours
+    subscription_id, status, mode, period_end = (
+        ours.id,
+        ours.status,
+        ours.billing_mode,
+        ours.current_period_end,
+    )
     report.checked += 1
     if status != stripe_sub.status:
         _note_drift(found, subscription_id, None, "status", status, stripe_sub.status)
@@ -153,7 +194,7 @@ def _check(
     adopt_stripe_state(sessions, subscription_id, stripe_sub, now)
     items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
     with sessions.begin() as session:
-        subscription = session.get_one(Subscription, subscription_id, with_for_update=True)
+        subscription = lock_subscription(session, subscription_id)
         for name in session.scalars(
             select(SeatType.name).where(SeatType.subscription_id == subscription_id)
         ).all():
@@ -173,12 +214,12 @@ def _check(
                 select(OutboxRecord.id)
                 .where(
                     OutboxRecord.seat_type_id == seat_type.id,
-                    OutboxRecord.status == "pending",
+                    OutboxRecord.status == OutboxStatus.PENDING,
                 )
                 .limit(1)
             )
             counts = counts_of(session, seat_type)
-            expected = domain.billed_at_renewal(terms_of(seat_type), counts)
+            expected = target_quantity(session, seat_type)
             if in_flight is not None or item.quantity == expected:
                 continue
             _note_drift(found, subscription_id, name, "quantity", expected, item.quantity)
@@ -200,7 +241,7 @@ def _check(
 
 def _store_drift(
     sessions: SessionFactory,
-    found: dict[tuple[str, str | None, str], tuple[str, str]],
+    found: Found,
     now: datetime,
     repair: bool,
     only_subscription: str | None = None,
@@ -210,21 +251,22 @@ def _store_drift(
     if only_subscription is not None:
         query = query.where(Drift.subscription_id == only_subscription)
     with sessions.begin() as session:
-        open_rows = {(d.subscription_id, d.seat_type, d.field): d for d in session.scalars(query)}
-        for key, (expected, actual) in found.items():
+        open_rows = {
+            DriftKey(d.subscription_id, d.seat_type, d.field): d for d in session.scalars(query)
+        }
+        for key, seen in found.items():
             row = open_rows.pop(key, None)
             if row is None:
-                subscription_id, seat_type, field = key
                 row = Drift(
-                    subscription_id=subscription_id,
-                    seat_type=seat_type,
-                    field=field,
+                    subscription_id=key.subscription_id,
+                    seat_type=key.seat_type,
+                    field=key.field,
                     detected_at=now,
                 )
                 session.add(row)
-            row.expected, row.actual = expected, actual
-            row.repaired = repair and key[2] == "quantity"
-            if key[2] != "quantity":  # adopted from Stripe: shown once, settled at once
+            row.expected, row.actual = seen.expected, seen.actual
+            row.repaired = repair and key.field == "quantity"
+            if key.field != "quantity":  # adopted from Stripe: shown once, settled at once
                 row.resolved_at = now
         for row in open_rows.values():
             row.resolved_at = now

@@ -1,22 +1,39 @@
-"""Period roll-over: when a subscription's period has ended, adopt Stripe's new period and
-start it at max(floor, licences at renewal) with the peak reset (BILLING_RULES 3)."""
+"""Period roll-over: when Stripe has started a new period, adopt it and start the period at
+max(floor, licences at renewal) with the peak reset (BILLING_RULES 3).
+
+If Stripe renewed while changes were still on their way, its renewal billed a stale
+quantity: the adoption settles the ended period's records, starts the paid mark from what
+Stripe billed, and writes a correction (charge or credit from the period start) — all in
+one transaction, so a crash repeats it whole.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
-from connector.adapters.models import SeatType, Subscription
-from connector.adapters.stripe_port import StripePort, StripeSubscription
-from connector.domain.proration import Period
-from connector.services.seats import start_period
+from connector.adapters.models import OutboxRecord, SeatType, Subscription
+from connector.adapters.repository import (
+    charge_terms_of,
+    lock_subscription,
+    seat_types_of,
+    start_period,
+    target_quantity,
+)
+from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription
+from connector.domain.proration import Period, ProrationBehavior, charge_behavior, prorated_charge
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxKind, OutboxStatus
+from connector.services import ledger
+from sync import outbox
+from sync.context import DrainReport, Run, SyncContext
 
 log = logging.getLogger(__name__)
-ENDED = ("canceled", "incomplete_expired")
+SYNC_ACTOR = "system (sync)"
 
 
 def adopt_stripe_state(
@@ -25,7 +42,7 @@ def adopt_stripe_state(
     """Take Stripe's period, status and quantities for one subscription; renew the counts if
     Stripe has moved to a new period. Returns whether a renewal happened."""
     with sessions.begin() as session:
-        subscription = session.get_one(Subscription, subscription_id, with_for_update=True)
+        subscription = lock_subscription(session, subscription_id)
         subscription.status = stripe_sub.status
         subscription.billing_mode = stripe_sub.billing_mode
         items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
@@ -35,9 +52,7 @@ def adopt_stripe_state(
             renewed = start_period(
                 session, subscription, Period(first.period_start, first.period_end)
             )
-        for seat_type in session.scalars(
-            select(SeatType).where(SeatType.subscription_id == subscription_id)
-        ):
+        for seat_type in seat_types_of(session, subscription_id):
             item = items.get(seat_type.stripe_subscription_item_id)
             if item is not None:
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, now
@@ -52,7 +67,8 @@ def process_renewals(
     with sessions() as session:
         due = session.execute(
             select(Subscription.id, Subscription.stripe_subscription_id).where(
-                Subscription.current_period_end <= now, Subscription.status.not_in(ENDED)
+                Subscription.current_period_end <= now,
+                Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
             )
         ).all()
     renewed = 0
@@ -63,3 +79,123 @@ def process_renewals(
         except Exception:  # one subscription's failure never stops the others
             log.exception("renewal check of %s failed", subscription_id)
     return renewed
+
+
+def ended_in_stripe(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) -> None:
+    """The subscription was cancelled in Stripe: nothing more to bill."""
+    adopt_stripe_state(ctx.sessions, run.subscription_id, stripe_sub, ctx.clock())
+    ids = outbox.pending_ids(ctx, run.subscription_id)
+    if ids:
+        outbox.dead(
+            ctx, ids, f"the subscription is {stripe_sub.status} in Stripe: not sent", run.report
+        )
+
+
+def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) -> None:
+    """When Stripe has started a new period: take it (renewing our counts if we had not),
+    settle the records of the period that ended, start the paid mark from what Stripe's
+    renewal billed, and — if that is not what the period should have started with —
+    write a correction record dated from the period start."""
+    with ctx.sessions() as session:
+        seat_types = seat_types_of(session, run.subscription_id)
+    items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+    renewed = [
+        s.id
+        for s in seat_types
+        if (item := items.get(s.stripe_subscription_item_id)) is not None
+        and item.period_start > s.paid_period_start
+    ]
+    if not renewed:
+        return
+    adopt_stripe_state(ctx.sessions, run.subscription_id, stripe_sub, ctx.clock())
+    with ctx.sessions.begin() as session:
+        subscription = lock_subscription(session, run.subscription_id)
+        for seat_type_id in renewed:
+            seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
+            item = items[seat_type.stripe_subscription_item_id]
+            ended = session.scalars(
+                select(OutboxRecord)
+                .where(
+                    OutboxRecord.seat_type_id == seat_type_id,
+                    OutboxRecord.status == OutboxStatus.PENDING,
+                    OutboxRecord.period_end <= item.period_start,
+                )
+                .order_by(OutboxRecord.id)
+            ).all()
+            _settle_ended_period(ctx, seat_type, subscription.currency, ended, run.report)
+            seat_type.paid_quantity = item.quantity
+            seat_type.paid_period_start = item.period_start
+            if seat_type.opening_billed != item.quantity:
+                _write_renewal_correction(ctx, session, subscription, seat_type, item)
+
+
+def _write_renewal_correction(
+    ctx: SyncContext,
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    item: StripeItem,
+) -> None:
+    """Stripe's renewal billed `item.quantity`, the period should have started at
+    `opening_billed`: charge or credit the difference from the period start."""
+    period = Period(item.period_start, item.period_end)
+    raising = seat_type.opening_billed > item.quantity
+    behavior = (
+        charge_behavior(period.start, period, charge_terms_of(subscription))
+        if raising
+        else ProrationBehavior.CREATE_PRORATIONS  # a credit waits for the next invoice
+    )
+    amount = prorated_charge(
+        seat_type.unit_amount, item.quantity, seat_type.opening_billed, period.start, period
+    )
+    change = ledger.Change(
+        action="renewal_correction",
+        reason=f"Stripe renewed at {item.quantity} while changes were on their way; "
+        f"the period started at {seat_type.opening_billed}: "
+        f"{'charged' if raising else 'credited'} from {period.start.date()}",
+        actor=SYNC_ACTOR,
+        at=ctx.clock(),
+        licences_before=seat_type.licences,
+        licences_after=seat_type.licences,
+        billed_before=item.quantity,
+        billed_after=seat_type.opening_billed,
+        stripe_quantity_after=target_quantity(session, seat_type),
+        expected_charge=amount,
+        behavior=behavior,
+        proration_date=period.start,
+    )
+    work = ledger.StripeWork(period, OutboxKind.RENEWAL_CORRECTION, changed_at=period.start)
+    ledger.record(session, subscription, seat_type, change, work)
+
+
+def _settle_ended_period(
+    ctx: SyncContext,
+    seat_type: SeatType,
+    currency: str,
+    records: Sequence[OutboxRecord],
+    report: DrainReport,
+) -> None:
+    """Records of a period Stripe has closed, settled in the adoption's transaction.
+    Their quantities live on in the renewal (and its correction). An increase never
+    charged in that period — above its paid mark — can no longer be prorated into it:
+    it is dead-lettered with the exact amount, for ops to invoice."""
+    paid = seat_type.paid_quantity  # the ended period's
+    for record in records:
+        if record.billed_after > paid and record.proration_date is not None:
+            period = Period(record.period_start, record.period_end)
+            amount = prorated_charge(
+                seat_type.unit_amount, paid, record.billed_after, record.proration_date, period
+            )
+            record.status = OutboxStatus.DEAD
+            record.attempts += 1
+            record.last_error = (
+                f"the period ended before this charge reached Stripe: invoice {amount} "
+                f"{currency} by hand ({record.billed_after - paid} seat(s) from "
+                f"{record.proration_date.date()} to {record.period_end.date()})"
+            )
+            log.error("outbox record %s: %s", record.id, record.last_error)
+            report.records_dead += 1
+            paid = record.billed_after
+        else:
+            outbox.mark_done([record], ctx.clock(), "carried into the renewal")
+            report.records_done += 1

@@ -27,7 +27,8 @@ from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
 from connector.services.sync_status import RECONCILE_JOB, RENEWALS_JOB
 from sync import leases
-from sync.engine import DrainReport, SyncEngine
+from sync.context import DrainReport
+from sync.drain import OutboxDrain
 from sync.reconcile import ReconcileReport, reconcile, reconcile_one
 from sync.renewals import process_renewals
 
@@ -45,7 +46,7 @@ class Jobs:
     port: StripePort
     clock: Callable[[], datetime]
     settings: SyncSettings
-    engine: SyncEngine
+    outbox_drain: OutboxDrain
 
     @classmethod
     def build(
@@ -56,11 +57,11 @@ class Jobs:
         settings: SyncSettings,
         owner: str | None = None,
     ) -> Jobs:
-        engine = SyncEngine(sessions, port, clock, settings, owner or worker_id())
-        return cls(sessions, port, clock, settings, engine)
+        drain = OutboxDrain(sessions, port, clock, settings, owner or worker_id())
+        return cls(sessions, port, clock, settings, drain)
 
     def drain(self) -> DrainReport:
-        return self.engine.drain()
+        return self.outbox_drain.drain()
 
     def renewals(self) -> int | None:
         """Once per cluster per interval, like the reconcile."""
@@ -88,7 +89,7 @@ class Jobs:
         describe: Callable[[R], str],
     ) -> R | None:
         """Run `job` if no worker of the cluster ran it in the last `every_seconds`."""
-        owner = f"{self.engine.worker_id}:{uuid.uuid4().hex[:8]}"
+        owner = f"{self.outbox_drain.worker_id}:{uuid.uuid4().hex[:8]}"
         ttl = timedelta(seconds=max(self.settings.lease_seconds, 600))
         every = timedelta(seconds=every_seconds)
         if not leases.claim_periodic(self.sessions, name, owner, self.clock(), every, ttl):
@@ -105,7 +106,7 @@ class Jobs:
         """Ops asked: reconcile this one subscription now — repairing its quantities, as
         asked — then send what is pending."""
         reconcile_one(self.sessions, self.port, self.clock, True, subscription_id)
-        self.engine.sync_subscription(subscription_id, DrainReport())
+        self.outbox_drain.sync_subscription(subscription_id, DrainReport())
 
 
 def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
@@ -139,7 +140,7 @@ def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
 
 
 def run_foreground(jobs: Jobs) -> None:
-    log.info("seatsync worker %s started", jobs.engine.worker_id)
+    log.info("seatsync worker %s started", jobs.outbox_drain.worker_id)
     schedule(BlockingScheduler(timezone="UTC"), jobs).start()
 
 

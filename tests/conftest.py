@@ -187,12 +187,12 @@ def auth(make_key: Callable[..., str]) -> dict[str, str]:
 def make_sync(
     engine: Engine, stripe_client: stripe.StripeClient, clock: Callable[[], datetime]
 ) -> Callable[..., Any]:
-    """A sync engine on the test database and the Stripe double (jitter fixed at zero)."""
+    """An outbox drain on the test database and the Stripe double (jitter fixed at zero)."""
     from connector.config import SyncSettings
-    from sync.engine import SyncEngine
+    from sync.drain import OutboxDrain
 
-    def make(worker_id: str = "worker-1", **settings: Any) -> SyncEngine:
-        return SyncEngine(
+    def make(worker_id: str = "worker-1", **settings: Any) -> OutboxDrain:
+        return OutboxDrain(
             make_session_factory(engine),
             StripeClientPort(stripe_client),
             clock,

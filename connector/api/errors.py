@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from connector.errors import ServiceError
 from connector.schemas import ErrorBody
-from connector.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

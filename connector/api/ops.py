@@ -7,12 +7,12 @@ from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, Field
 
+from connector.adapters.repository import find_subscription
 from connector.api.context import scoped, wiring
 from connector.api.errors import COMMON_ERRORS
 from connector.schemas import ChangeHeaders, PathId, SubscriptionSync, SyncStatus
 from connector.services.apikeys import Scope
 from connector.services.registration import call_stripe
-from connector.services.seats import find_subscription
 from connector.services.sync_status import subscription_sync, sync_status
 
 BP = "ops"

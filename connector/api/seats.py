@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from connector.api.context import run_change, scoped, wiring
 from connector.api.errors import COMMON_ERRORS
+from connector.errors import Invalid
 from connector.schemas import (
     AssignHolder,
     ChangeHeaders,
@@ -32,7 +33,6 @@ from connector.schemas import (
 )
 from connector.services import registration, seats, views
 from connector.services.apikeys import Scope
-from connector.services.errors import Invalid
 from connector.services.seats import ChangeContext, SeatChangeResult
 
 BP = "seats"

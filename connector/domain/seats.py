@@ -78,9 +78,15 @@ class SeatCounts:
             raise ValueError(f"inconsistent seat counts: {self}")
 
 
+def at_least_floor(floor: int, quantity: int) -> int:
+    """The contract floor is billed even when fewer are used: max(floor, quantity). The one
+    place that rule is written."""
+    return max(floor, quantity)
+
+
 def billed_now(terms: SeatTerms, counts: SeatCounts) -> int:
     """Quantity billed for the current period: max(floor, peak). Never lowered mid-period."""
-    return max(terms.floor, counts.peak)
+    return at_least_floor(terms.floor, counts.peak)
 
 
 def additional_units(terms: SeatTerms, counts: SeatCounts) -> int:
@@ -110,7 +116,7 @@ def billed_at_renewal(terms: SeatTerms, counts: SeatCounts) -> int:
     once without proration so that the renewal bills them, while the connector keeps the
     period's paid peak itself; an increase above the peak raises both.
     """
-    return max(terms.floor, licences_at_renewal(terms, counts))
+    return at_least_floor(terms.floor, licences_at_renewal(terms, counts))
 
 
 def renew(terms: SeatTerms, counts: SeatCounts) -> SeatCounts:
@@ -133,7 +139,7 @@ def buy(terms: SeatTerms, counts: SeatCounts, quantity: int) -> SeatCounts:
             "licences of an `auto` seat type follow its holders: assign a holder instead",
         )
     new_licences = counts.licences + quantity
-    if not terms.extra_seats_allowed and new_licences > max(terms.floor, counts.peak):
+    if not terms.extra_seats_allowed and new_licences > billed_now(terms, counts):
         raise SeatRefusal(
             "plan_forbids_extra_seats", "plan does not allow additional seats — upgrade"
         )
@@ -169,7 +175,7 @@ def occupy(terms: SeatTerms, counts: SeatCounts) -> SeatCounts:
     if terms.policy is Policy.TRUE_UP:
         return SeatCounts(licences=counts.licences, peak=counts.peak, in_use=in_use)
     # auto: buys one licence at once
-    if not terms.extra_seats_allowed and counts.licences + 1 > max(terms.floor, counts.peak):
+    if not terms.extra_seats_allowed and counts.licences + 1 > billed_now(terms, counts):
         raise SeatRefusal(
             "plan_forbids_extra_seats", "plan does not allow additional seats — upgrade"
         )

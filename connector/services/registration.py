@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from connector.adapters.models import Account, SeatType, Subscription
 from connector.adapters.stripe_errors import StripeErrorKind, classify
 from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription
-from connector.domain.seats import Policy, SeatCounts
+from connector.domain.seats import Policy, SeatCounts, at_least_floor
+from connector.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
 from connector.schemas import RegisterSubscription, SeatTypeContract
-from connector.services.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
 from connector.services.seats import ChangeContext, record_change
 
 LIVE_STATUSES = {"active", "trialing", "past_due", "unpaid", "paused"}
@@ -61,7 +61,7 @@ def _match_item(contract: SeatTypeContract, stripe_sub: StripeSubscription) -> S
 
 def _check_paid(contract: SeatTypeContract, item: StripeItem, licences: int) -> None:
     """Linking never bills silently: Stripe must already bill the licences and the floor."""
-    needed = max(contract.floor, licences)
+    needed = at_least_floor(contract.floor, licences)
     if item.quantity < needed:
         raise Invalid(
             "stripe_quantity_too_low",
@@ -108,7 +108,7 @@ def _fetch_or_create(
             lambda: port.retrieve_subscription(body.stripe_subscription_id or ""),
         )
     quantities = [
-        (seat.stripe_price_id or "", max(seat.floor, seat.licences or 0))
+        (seat.stripe_price_id or "", at_least_floor(seat.floor, seat.licences or 0))
         for seat in body.seat_types
     ]
     key = f"seatsync-register-{idempotency_key or new_id('req')}"
@@ -212,7 +212,7 @@ def register_subscription(
             stripe_seen_at=ctx.now,
             paid_quantity=paid,
             paid_period_start=item.period_start,
-            opening_billed=max(contract.floor, paid),
+            opening_billed=at_least_floor(contract.floor, paid),
         )
         session.add(seat_type)
         session.flush()

@@ -11,29 +11,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.adapters.models import (
-    Group,
-    Holder,
-    LedgerEntry,
-    OutboxRecord,
-    SeatType,
-    Subscription,
+from connector.adapters.models import Group, Holder, LedgerEntry, SeatType, Subscription
+from connector.adapters.repository import (
+    archived_groups,
+    charge_terms_of,
+    counts_of,
+    find_holder,
+    find_subscription,
+    lock_seat_type,
+    period_of,
+    start_period,
+    terms_of,
 )
 from connector.domain import seats as domain
 from connector.domain.proration import (
-    ChargeTerms,
-    Granularity,
     Period,
     ProrationBehavior,
     period_containing,
     plan_charge,
     prorated_charge,
 )
-from connector.domain.seats import HolderState, Policy, SeatCounts, SeatRefusal, SeatTerms
-from connector.services.errors import Conflict, NotFound
+from connector.domain.seats import HolderState, Policy, SeatCounts, SeatRefusal
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES
+from connector.errors import Conflict, NotFound
+from connector.services import ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,98 +69,6 @@ class SeatChangeResult:
     currency: str
     proration_behavior: str | None
     holder: Holder | None = None
-
-
-def find_subscription(
-    session: Session, subscription_ref: str, *, lock: bool = False
-) -> Subscription:
-    """Our id or the Stripe subscription id, as API.md allows. Writers lock the subscription
-    row first, then seat types: one lock order everywhere, so no deadlock."""
-    query = select(Subscription).where(
-        or_(
-            Subscription.id == subscription_ref,
-            Subscription.stripe_subscription_id == subscription_ref,
-        )
-    )
-    found = session.scalars(query.with_for_update() if lock else query).first()
-    if found is None:
-        raise NotFound(
-            "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
-        )
-    return found
-
-
-def lock_seat_type(session: Session, subscription: Subscription, name: str) -> SeatType:
-    """The seat type row, locked until the transaction ends (serializes its writers)."""
-    seat_type = session.scalars(
-        select(SeatType)
-        .where(SeatType.subscription_id == subscription.id, SeatType.name == name)
-        .with_for_update()
-    ).first()
-    if seat_type is None:
-        raise NotFound(
-            "unknown_seat_type",
-            f"subscription {subscription.id} has no seat type {name!r}",
-        )
-    return seat_type
-
-
-def terms_of(seat_type: SeatType) -> SeatTerms:
-    return SeatTerms(
-        policy=Policy(seat_type.policy),
-        floor=seat_type.floor,
-        extra_seats_allowed=seat_type.extra_seats_allowed,
-    )
-
-
-def charge_terms_of(subscription: Subscription) -> ChargeTerms:
-    return ChargeTerms(
-        invoice_now_threshold_days=subscription.invoice_now_threshold_days,
-        granularity=Granularity(subscription.proration_granularity),
-        billing_timezone=subscription.billing_timezone,
-    )
-
-
-def period_of(subscription: Subscription) -> Period:
-    return Period(subscription.current_period_start, subscription.current_period_end)
-
-
-def count_in_use(session: Session, seat_type: SeatType) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Holder)
-            .where(Holder.seat_type_id == seat_type.id, Holder.occupies_licence.is_(True))
-        )
-        or 0
-    )
-
-
-def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
-    return SeatCounts(
-        licences=seat_type.licences, peak=seat_type.peak, in_use=count_in_use(session, seat_type)
-    )
-
-
-def start_period(session: Session, subscription: Subscription, period: Period) -> bool:
-    """Move the subscription to `period`. If that is a new period (not the same one with
-    corrected dates), each seat type's counts renew: the peak restarts from the licences
-    at renewal. Returns whether a renewal happened."""
-    renewed = period.start >= subscription.current_period_end
-    subscription.current_period_start, subscription.current_period_end = period.start, period.end
-    if not renewed:
-        return False
-    for seat_type in session.scalars(
-        select(SeatType)
-        .where(SeatType.subscription_id == subscription.id)
-        .order_by(SeatType.id)
-        .with_for_update()
-    ):
-        terms = terms_of(seat_type)
-        counts = domain.renew(terms, counts_of(session, seat_type))
-        seat_type.licences, seat_type.peak = counts.licences, counts.peak
-        seat_type.opening_billed = domain.billed_now(terms, counts)
-    return True
 
 
 def roll_period_if_due(session: Session, subscription: Subscription, now: datetime) -> None:
@@ -212,7 +124,7 @@ def record_change(
     """Store the new counts, the ledger entry and, if Stripe's quantity moves, the outbox.
 
     `stripe_quantity_before` overrides the quantity Stripe is taken to hold before the
-    change (at registration, what Stripe really holds)."""
+    change (at registration, or a repair: what Stripe really holds)."""
     terms = terms_of(seat_type)
     billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
     target_before = (
@@ -226,45 +138,18 @@ def record_change(
     behavior: ProrationBehavior | None = None
     proration_at: datetime | None = None
     expected_charge = 0
-    charge = charge_for(
-        subscription, seat_type, billed_before, billed_after, ctx.now, period_of(subscription)
-    )
+    period = period_of(subscription)
+    charge = charge_for(subscription, seat_type, billed_before, billed_after, ctx.now, period)
     if charge is not None:
         behavior, proration_at, expected_charge = charge
     elif target_after != target_before:
         behavior = ProrationBehavior.NONE
-
-    outbox: OutboxRecord | None = None
-    if target_after != target_before:
-        outbox = OutboxRecord(
-            subscription_id=subscription.id,
-            seat_type_id=seat_type.id,
-            stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
-            changed_at=ctx.now,
-            target_quantity=target_after,
-            billed_before=billed_before,
-            billed_after=billed_after,
-            period_start=subscription.current_period_start,
-            period_end=subscription.current_period_end,
-            proration_behavior=(behavior or ProrationBehavior.NONE).value,
-            proration_date=proration_at,
-            status="pending",
-            attempts=0,
-            next_attempt_at=ctx.now,
-            kind="change",
-            stripe_object_ids=[],
-            created_at=ctx.now,
-        )
-        session.add(outbox)
-        session.flush()
-
-    entry = LedgerEntry(
-        subscription_id=subscription.id,
-        seat_type=seat_type.name,
-        at=ctx.now,
-        actor=str(ctx.actor),
-        request_id=ctx.request_id,
+    change = ledger.Change(
         action=action,
+        reason=reason,
+        actor=str(ctx.actor),
+        at=ctx.now,
+        request_id=ctx.request_id,
         holder_id=holder_id,
         quantity=quantity,
         licences_before=before.licences,
@@ -273,14 +158,11 @@ def record_change(
         billed_after=billed_after,
         stripe_quantity_after=target_after,
         expected_charge=expected_charge,
-        currency=subscription.currency,
-        proration_behavior=behavior.value if behavior else None,
-        reason=reason,
-        outbox_id=outbox.id if outbox else None,
+        behavior=behavior,
+        proration_date=proration_at,
     )
-    session.add(entry)
-    session.flush()
-    return entry
+    work = ledger.StripeWork(period) if target_after != target_before else None
+    return ledger.record(session, subscription, seat_type, change, work)
 
 
 def _result(
@@ -310,7 +192,7 @@ def _open(
     session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str
 ) -> tuple[Subscription, SeatType, SeatCounts]:
     subscription = find_subscription(session, subscription_ref, lock=True)
-    if subscription.status in ("canceled", "incomplete_expired"):
+    if subscription.status in ENDED_SUBSCRIPTION_STATUSES:
         raise Conflict(
             "subscription_ended",
             f"subscription {subscription.id} is {subscription.status}: seats can no longer change",
@@ -358,22 +240,6 @@ def release_licences(
     return _result(entry, seat_type, after)
 
 
-def _find_holder(session: Session, seat_type: SeatType, holder_id: str) -> Holder | None:
-    return session.scalars(
-        select(Holder).where(Holder.seat_type_id == seat_type.id, Holder.holder_id == holder_id)
-    ).first()
-
-
-def archived_groups(session: Session, subscription: Subscription) -> set[str]:
-    return set(
-        session.scalars(
-            select(Group.group_id).where(
-                Group.subscription_id == subscription.id, Group.archived.is_(True)
-            )
-        )
-    )
-
-
 def _occupies(
     session: Session,
     subscription: Subscription,
@@ -408,7 +274,7 @@ def assign_holder(
     groups: list[str],
 ) -> SeatChangeResult:
     subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
-    if _find_holder(session, seat_type, holder_id) is not None:
+    if find_holder(session, seat_type, holder_id) is not None:
         raise Conflict(
             "holder_already_assigned",
             f"{holder_id!r} already holds a {seat_type.name} licence: "
@@ -451,7 +317,7 @@ def update_holder(
     groups: list[str] | None,
 ) -> SeatChangeResult:
     subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
-    holder = _find_holder(session, seat_type, holder_id)
+    holder = find_holder(session, seat_type, holder_id)
     if holder is None:
         raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
     old_state = HolderState(holder.state)
@@ -484,7 +350,7 @@ def unassign_holder(
     session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str, holder_id: str
 ) -> SeatChangeResult:
     subscription, seat_type, before = _open(session, ctx, subscription_ref, seat_type_name)
-    holder = _find_holder(session, seat_type, holder_id)
+    holder = find_holder(session, seat_type, holder_id)
     if holder is None:
         raise NotFound("unknown_holder", f"{holder_id!r} holds no {seat_type.name} licence")
     after = domain.vacate(before) if holder.occupies_licence else before

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from connector.adapters.models import Drift, Lease, OutboxRecord, StripeCall, Subscription
+from connector.adapters.repository import find_subscription
 from connector.schemas import (
     DriftView,
     LastRun,
@@ -17,7 +18,6 @@ from connector.schemas import (
     SubscriptionSync,
     SyncStatus,
 )
-from connector.services.seats import find_subscription
 
 RECONCILE_JOB = "job:reconcile"
 RENEWALS_JOB = "job:renewals"

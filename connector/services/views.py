@@ -16,9 +16,17 @@ from connector.adapters.models import (
     SeatType,
     Subscription,
 )
+from connector.adapters.repository import (
+    charge_terms_of,
+    counts_of,
+    find_subscription,
+    period_of,
+    terms_of,
+)
 from connector.domain import seats as domain
 from connector.domain.proration import ProrationBehavior, period_containing
 from connector.domain.seats import SeatRefusal
+from connector.errors import Conflict, NotFound
 from connector.schemas import (
     HolderCounts,
     LedgerEntryView,
@@ -28,15 +36,7 @@ from connector.schemas import (
     Quote,
     SeatTypeView,
 )
-from connector.services.errors import Conflict, NotFound
-from connector.services.seats import (
-    charge_for,
-    charge_terms_of,
-    counts_of,
-    find_subscription,
-    period_of,
-    terms_of,
-)
+from connector.services.seats import charge_for
 
 
 def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:

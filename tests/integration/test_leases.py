@@ -63,7 +63,7 @@ def test_renewals_and_reconcile_run_once_per_cluster_per_interval(
 ) -> None:
     from connector.adapters.stripe_port import StripeClientPort
     from connector.config import SyncSettings
-    from sync.engine import SyncEngine
+    from sync.drain import OutboxDrain
     from sync.worker import Jobs
 
     sessions = make_session_factory(engine)
@@ -72,7 +72,7 @@ def test_renewals_and_reconcile_run_once_per_cluster_per_interval(
     port = StripeClientPort(stripe_client)
 
     def worker(name: str) -> Jobs:
-        sync = SyncEngine(sessions, port, lambda: now[0], settings, name)
+        sync = OutboxDrain(sessions, port, lambda: now[0], settings, name)
         return Jobs(sessions, port, lambda: now[0], settings, sync)
 
     first, second = worker("a"), worker("b")

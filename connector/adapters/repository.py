@@ -1,0 +1,138 @@
+"""Reading (and locking) subscriptions and seat types, and mapping rows to the domain's terms.
+
+One lock order everywhere: the subscription row first, then its seat types (by id), so
+writers from the API, the sync and the reconcile never deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import Group, Holder, SeatType, Subscription
+from connector.domain import seats as domain
+from connector.domain.proration import ChargeTerms, Granularity, Period
+from connector.domain.seats import Policy, SeatCounts, SeatTerms
+from connector.errors import NotFound
+
+
+def find_subscription(
+    session: Session, subscription_ref: str, *, lock: bool = False
+) -> Subscription:
+    """Our id or the Stripe subscription id, as API.md allows."""
+    query = select(Subscription).where(
+        or_(
+            Subscription.id == subscription_ref,
+            Subscription.stripe_subscription_id == subscription_ref,
+        )
+    )
+    found = session.scalars(query.with_for_update() if lock else query).first()
+    if found is None:
+        raise NotFound(
+            "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
+        )
+    return found
+
+
+def lock_subscription(session: Session, subscription_id: str) -> Subscription:
+    return session.get_one(Subscription, subscription_id, with_for_update=True)
+
+
+def lock_seat_type(session: Session, subscription: Subscription, name: str) -> SeatType:
+    """The seat type row, locked until the transaction ends (serializes its writers)."""
+    seat_type = session.scalars(
+        select(SeatType)
+        .where(SeatType.subscription_id == subscription.id, SeatType.name == name)
+        .with_for_update()
+    ).first()
+    if seat_type is None:
+        raise NotFound(
+            "unknown_seat_type",
+            f"subscription {subscription.id} has no seat type {name!r}",
+        )
+    return seat_type
+
+
+def seat_types_of(
+    session: Session, subscription_id: str, *, lock: bool = False
+) -> Sequence[SeatType]:
+    query = (
+        select(SeatType).where(SeatType.subscription_id == subscription_id).order_by(SeatType.id)
+    )
+    return session.scalars(query.with_for_update() if lock else query).all()
+
+
+def terms_of(seat_type: SeatType) -> SeatTerms:
+    return SeatTerms(
+        policy=Policy(seat_type.policy),
+        floor=seat_type.floor,
+        extra_seats_allowed=seat_type.extra_seats_allowed,
+    )
+
+
+def charge_terms_of(subscription: Subscription) -> ChargeTerms:
+    return ChargeTerms(
+        invoice_now_threshold_days=subscription.invoice_now_threshold_days,
+        granularity=Granularity(subscription.proration_granularity),
+        billing_timezone=subscription.billing_timezone,
+    )
+
+
+def period_of(subscription: Subscription) -> Period:
+    return Period(subscription.current_period_start, subscription.current_period_end)
+
+
+def count_in_use(session: Session, seat_type: SeatType) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Holder)
+            .where(Holder.seat_type_id == seat_type.id, Holder.occupies_licence.is_(True))
+        )
+        or 0
+    )
+
+
+def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
+    return SeatCounts(
+        licences=seat_type.licences, peak=seat_type.peak, in_use=count_in_use(session, seat_type)
+    )
+
+
+def target_quantity(session: Session, seat_type: SeatType) -> int:
+    """The quantity Stripe's item should hold now: what the renewal must bill."""
+    return domain.billed_at_renewal(terms_of(seat_type), counts_of(session, seat_type))
+
+
+def find_holder(session: Session, seat_type: SeatType, holder_id: str) -> Holder | None:
+    return session.scalars(
+        select(Holder).where(Holder.seat_type_id == seat_type.id, Holder.holder_id == holder_id)
+    ).first()
+
+
+def archived_groups(session: Session, subscription: Subscription) -> set[str]:
+    return set(
+        session.scalars(
+            select(Group.group_id).where(
+                Group.subscription_id == subscription.id, Group.archived.is_(True)
+            )
+        )
+    )
+
+
+def start_period(session: Session, subscription: Subscription, period: Period) -> bool:
+    """Move the subscription to `period`. If that is a new period (not the same one with
+    corrected dates), each seat type's counts renew: the peak restarts from the licences
+    at renewal. Returns whether a renewal happened."""
+    renewed = period.start >= subscription.current_period_end
+    subscription.current_period_start, subscription.current_period_end = period.start, period.end
+    if not renewed:
+        return False
+    for seat_type in seat_types_of(session, subscription.id, lock=True):
+        terms = terms_of(seat_type)
+        counts = domain.renew(terms, counts_of(session, seat_type))
+        seat_type.licences, seat_type.peak = counts.licences, counts.peak
+        seat_type.opening_billed = domain.billed_now(terms, counts)
+    return True

@@ -1,0 +1,44 @@
+"""The named states of a seat change on its way to Stripe, and of Stripe's own objects.
+
+An outbox record is the change as the connector accepted it: PENDING until Stripe holds
+its quantity (DONE) or until it can never be sent (DEAD, kept with Stripe's answer and its
+amount for ops). Each Stripe write made for it is journalled as a call: SENDING before it
+leaves, then OK, REJECTED, or UNKNOWN when no definite answer came (settled on the next
+run: confirmed by Stripe's quantity or sent again with the same key), FAILED when an
+unanswered write is known not to have applied.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class OutboxKind(StrEnum):
+    CHANGE = "change"  # a seat change accepted through the API (or a reconcile repair)
+    RENEWAL_CORRECTION = "renewal_correction"  # Stripe renewed at a stale quantity
+
+
+class CallOutcome(StrEnum):
+    SENDING = "sending"
+    OK = "ok"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+UNANSWERED_CALLS = (CallOutcome.SENDING, CallOutcome.UNKNOWN)
+
+
+class StripeOperation(StrEnum):
+    UPDATE_QUANTITY = "update_quantity"
+    INVOICE_PENDING = "invoice_pending"
+
+
+# Stripe subscription statuses after which nothing more is billed: the one definition.
+ENDED_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})

@@ -1,0 +1,105 @@
+"""The one writer of the ledger and the outbox.
+
+Every seat change — from the API, a reconcile repair, a renewal correction — is written
+here: an append-only ledger entry saying who, what and what it costs, and, when Stripe's
+quantity or charge must move, an outbox record the sync drains. Both in the caller's
+transaction, so a change exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from connector.adapters.models import LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.domain.proration import Period, ProrationBehavior
+from connector.domain.states import OutboxKind, OutboxStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One seat change as the ledger keeps it."""
+
+    action: str
+    reason: str
+    actor: str
+    at: datetime
+    licences_before: int
+    licences_after: int
+    billed_before: int  # the period's billed (paid-for) quantity before and after
+    billed_after: int
+    stripe_quantity_after: int  # what Stripe's item should hold after it
+    expected_charge: int = 0  # minor units, Stripe's arithmetic; negative for a credit
+    behavior: ProrationBehavior | None = None
+    proration_date: datetime | None = None
+    request_id: str | None = None
+    holder_id: str | None = None
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeWork:
+    """What the sync must do for a change: reach `change.stripe_quantity_after`, charging
+    the rise of the billed quantity (if any) from `proration_date` within `period`."""
+
+    period: Period
+    kind: OutboxKind = OutboxKind.CHANGE
+    changed_at: datetime | None = None  # default: when the change was recorded
+
+
+def record(
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    change: Change,
+    work: StripeWork | None,
+) -> LedgerEntry:
+    """Append the ledger entry and, with `work`, the outbox record it points to."""
+    outbox: OutboxRecord | None = None
+    if work is not None:
+        outbox = OutboxRecord(
+            subscription_id=subscription.id,
+            seat_type_id=seat_type.id,
+            stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
+            kind=work.kind,
+            changed_at=work.changed_at or change.at,
+            target_quantity=change.stripe_quantity_after,
+            billed_before=change.billed_before,
+            billed_after=change.billed_after,
+            period_start=work.period.start,
+            period_end=work.period.end,
+            proration_behavior=(change.behavior or ProrationBehavior.NONE).value,
+            proration_date=change.proration_date,
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=change.at,
+            stripe_object_ids=[],
+            created_at=change.at,
+        )
+        session.add(outbox)
+        session.flush()
+    entry = LedgerEntry(
+        subscription_id=subscription.id,
+        seat_type=seat_type.name,
+        at=change.at,
+        actor=change.actor,
+        request_id=change.request_id,
+        action=change.action,
+        holder_id=change.holder_id,
+        quantity=change.quantity,
+        licences_before=change.licences_before,
+        licences_after=change.licences_after,
+        billed_before=change.billed_before,
+        billed_after=change.billed_after,
+        stripe_quantity_after=change.stripe_quantity_after,
+        expected_charge=change.expected_charge,
+        currency=subscription.currency,
+        proration_behavior=change.behavior.value if change.behavior else None,
+        reason=change.reason,
+        outbox_id=outbox.id if outbox else None,
+    )
+    session.add(entry)
+    session.flush()
+    return entry

@@ -1,0 +1,96 @@
+"""What every part of the drain shares: the run's context, its report, and its failures.
+
+Kept apart so that the drain, the outbox transitions, the journal of Stripe calls and the
+renewal handling import it and not each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import stripe
+
+from connector.adapters.database import SessionFactory
+from connector.adapters.stripe_errors import StripeErrorKind, classify
+from connector.adapters.stripe_port import StripePort
+from connector.config import SyncSettings
+from sync import leases
+from sync.ratelimit import TokenBucket
+
+T = TypeVar("T")
+
+
+@dataclass
+class DrainReport:
+    subscriptions: int = 0
+    updates_sent: int = 0
+    records_done: int = 0
+    records_retrying: int = 0
+    records_dead: int = 0
+    skipped_locked: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class StripeCallFailed(Exception):
+    def __init__(self, kind: StripeErrorKind, message: str, http_status: int | None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.http_status = http_status
+
+
+class LeaseLost(Exception):
+    """Another worker took the subscription over (ours expired): stop writing at once."""
+
+
+@dataclass
+class Run:
+    """One subscription's sync under one lease claim."""
+
+    subscription_id: str
+    stripe_subscription_id: str
+    lease: str
+    token: str
+    report: DrainReport
+
+
+@dataclass
+class SyncContext:
+    """The database, Stripe, the clock and the settings one worker syncs with."""
+
+    sessions: SessionFactory
+    port: StripePort
+    clock: Callable[[], datetime]
+    settings: SyncSettings
+    worker_id: str
+    jitter: Callable[[], float] = random.random
+    rate: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate = TokenBucket(self.settings.max_requests_per_second)
+
+    @property
+    def lease_ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    def call(self, call: Callable[[], T]) -> T:
+        """One Stripe request, paced by the account rate; Stripe errors classified."""
+        self.rate.acquire()
+        try:
+            return call()
+        except stripe.StripeError as error:
+            raise StripeCallFailed(classify(error), describe(error), error.http_status) from error
+
+    def hold_lease(self, run: Run) -> None:
+        """Extend our lease before a write; refuse to write if it is no longer ours."""
+        if not leases.renew(self.sessions, run.lease, run.token, self.clock(), self.lease_ttl):
+            raise LeaseLost(run.lease)
+
+
+def describe(error: stripe.StripeError) -> str:
+    status = error.http_status or "no response"
+    code = f" {error.code}" if error.code else ""
+    return f"Stripe {status}{code}: {error.user_message or str(error) or type(error).__name__}"

@@ -1,0 +1,261 @@
+"""The outbox drain: brings each subscription's Stripe items to what the ledger says,
+charging exactly what BILLING_RULES says, once, whatever fails on the way.
+
+Per subscription, under a lease (one worker at a time, checked before every write):
+1. read Stripe's subscription fresh; settle writes whose answer never came
+   (`sync.stripe_calls`), then adopt a renewal Stripe has made (`sync.renewals`);
+2. plan the quantity updates (pure: `connector.domain.sync_plan`) from the quantity Stripe
+   has charged this period (the paid mark), so nothing is charged twice;
+3. send them in order, each journalled before it leaves and settled on Stripe's answer;
+4. on failure: retry later with backoff, or dead-letter with Stripe's error
+   (`sync.outbox`).
+A failure of one subscription is recorded and counted, and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+from sqlalchemy import select
+
+from connector.adapters.database import SessionFactory
+from connector.adapters.models import Account, OutboxRecord, SeatType, Subscription
+from connector.adapters.repository import target_quantity
+from connector.adapters.stripe_port import StripePort, StripeSubscription
+from connector.config import SyncSettings
+from connector.domain.proration import ProrationBehavior
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxStatus
+from connector.domain.sync_plan import (
+    PendingChange,
+    plan_updates,
+    within_invoice_budget,
+)
+from sync import leases, outbox, renewals, stripe_calls
+from sync.context import DrainReport, LeaseLost, Run, StripeCallFailed, SyncContext
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION_FAILURES = Counter(
+    "seatsync_sync_subscription_failures_total", "Subscriptions whose sync failed unexpectedly"
+)
+
+
+def _pending_change(record: OutboxRecord) -> PendingChange:
+    return PendingChange(
+        record_id=record.id,
+        billed_before=record.billed_before,
+        billed_after=record.billed_after,
+        behavior=ProrationBehavior(record.proration_behavior),
+        proration_date=record.proration_date,
+    )
+
+
+class OutboxDrain:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        port: StripePort,
+        clock: Callable[[], datetime],
+        settings: SyncSettings,
+        worker_id: str,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.ctx = SyncContext(sessions, port, clock, settings, worker_id, jitter)
+
+    @property
+    def worker_id(self) -> str:
+        return self.ctx.worker_id
+
+    @property
+    def sessions(self) -> SessionFactory:
+        return self.ctx.sessions
+
+    @property
+    def port(self) -> StripePort:
+        return self.ctx.port
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.ctx.clock
+
+    @property
+    def settings(self) -> SyncSettings:
+        return self.ctx.settings
+
+    def due_subscriptions(self, now: datetime) -> list[str]:
+        with self.ctx.sessions() as session:
+            from_outbox = select(OutboxRecord.subscription_id).where(
+                OutboxRecord.status == OutboxStatus.PENDING, OutboxRecord.next_attempt_at <= now
+            )
+            invoicing = select(Subscription.id).where(Subscription.invoice_pending_items_at <= now)
+            ids = session.scalars(from_outbox.union(invoicing)).all()
+        return sorted(set(ids))[: self.ctx.settings.subscriptions_per_drain]
+
+    def drain(self) -> DrainReport:
+        report = DrainReport()
+        for subscription_id in self.due_subscriptions(self.ctx.clock()):
+            self.sync_subscription(subscription_id, report)
+        return report
+
+    def sync_subscription(self, subscription_id: str, report: DrainReport) -> None:
+        """Sync one subscription under its lease; any failure stays with it."""
+        ctx = self.ctx
+        lease = f"sync:{subscription_id}"
+        token = f"{ctx.worker_id}:{uuid.uuid4().hex[:8]}"  # unique per claim
+        if not leases.claim(ctx.sessions, lease, token, ctx.clock(), ctx.lease_ttl):
+            report.skipped_locked += 1
+            return
+        report.subscriptions += 1
+        try:
+            with ctx.sessions() as session:
+                stripe_subscription_id = session.get_one(
+                    Subscription, subscription_id
+                ).stripe_subscription_id
+            self._sync(Run(subscription_id, stripe_subscription_id, lease, token, report))
+        except LeaseLost:
+            log.warning("lost the lease on %s; another worker goes on", subscription_id)
+        except Exception as error:  # isolate: record, count, retry later — never swallow
+            SUBSCRIPTION_FAILURES.inc()
+            log.exception("sync of %s failed", subscription_id)
+            report.errors.append(f"{subscription_id}: {error}")
+            outbox.retry(
+                ctx, outbox.pending_ids(ctx, subscription_id), f"unexpected error: {error}", report
+            )
+        finally:
+            leases.release(ctx.sessions, lease, token)
+
+    def _sync(self, run: Run) -> None:
+        ctx = self.ctx
+        with ctx.sessions() as session:
+            subscription = session.get_one(Subscription, run.subscription_id)
+            customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
+            invoice_due = subscription.invoice_pending_items_at
+        try:
+            stripe_sub = ctx.call(
+                lambda: ctx.port.retrieve_subscription(run.stripe_subscription_id)
+            )
+        except StripeCallFailed as failure:
+            outbox.settle_failure(
+                ctx, outbox.pending_ids(ctx, run.subscription_id), failure, run.report
+            )
+            return
+        if stripe_sub.status in ENDED_SUBSCRIPTION_STATUSES:
+            renewals.ended_in_stripe(ctx, run, stripe_sub)
+            return
+        items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+        # First what Stripe may already have done: writes whose answer never came.
+        for seat_type_id, item_id in stripe_calls.seat_types_with_unanswered(
+            ctx, run.subscription_id
+        ):
+            item = items.get(item_id)
+            if item is not None and not stripe_calls.settle_unanswered(
+                ctx, run, seat_type_id, item
+            ):
+                outbox.retry(
+                    ctx,
+                    outbox.pending_ids(ctx, run.subscription_id),
+                    "an earlier write is still unanswered",
+                    run.report,
+                )
+                return
+        renewals.adopt_renewal(ctx, run, stripe_sub)
+
+        by_seat_type: dict[int, list[OutboxRecord]] = defaultdict(list)
+        for record in outbox.pending(ctx, run.subscription_id):
+            by_seat_type[record.seat_type_id].append(record)
+        now = ctx.clock()
+        for seat_type_id, records in by_seat_type.items():
+            # A change waiting out a backoff holds back those after it: never plan past it.
+            if all(r.next_attempt_at <= now for r in records):
+                self._sync_seat_type(run, stripe_sub, seat_type_id, records)
+
+        if invoice_due is not None and invoice_due <= ctx.clock():
+            ctx.hold_lease(run)
+            stripe_calls.invoice_pending(
+                ctx, run.subscription_id, customer_id, run.stripe_subscription_id
+            )
+
+    def _sync_seat_type(
+        self,
+        run: Run,
+        stripe_sub: StripeSubscription,
+        seat_type_id: int,
+        records: Sequence[OutboxRecord],
+    ) -> None:
+        ctx = self.ctx
+        record_ids = [r.id for r in records]
+        item_id = records[0].stripe_subscription_item_id
+        item = next((i for i in stripe_sub.items if i.stripe_subscription_item_id == item_id), None)
+        if item is None:
+            outbox.dead(
+                ctx,
+                record_ids,
+                f"Stripe subscription {stripe_sub.stripe_subscription_id} no longer has item "
+                f"{item_id}",
+                run.report,
+            )
+            return
+        if any(r.period_start >= item.period_end for r in records):
+            # The connector rolled ahead of Stripe, which renews any moment.
+            outbox.postpone(
+                ctx,
+                record_ids,
+                ctx.clock() + timedelta(seconds=30),
+                "waiting for Stripe to start the new period",
+            )
+            return
+
+        with ctx.sessions() as session:
+            seat_type = session.get_one(SeatType, seat_type_id)
+            target = target_quantity(session, seat_type)
+            paid = seat_type.paid_quantity
+        updates = plan_updates(item.quantity, paid, [_pending_change(r) for r in records], target)
+        wait_until = (
+            stripe_calls.update_slot(ctx, run.subscription_id, len(updates)) if updates else None
+        )
+        if wait_until is not None:
+            outbox.postpone(ctx, record_ids, wait_until, "waiting for Stripe's hourly update limit")
+            return
+        deferred = False
+        if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
+            updates, deferred = within_invoice_budget(
+                updates, stripe_calls.invoices_allowed(ctx, run.subscription_id)
+            )
+        for update in updates:
+            try:
+                run.report.records_done += stripe_calls.send_update(
+                    ctx, run, seat_type_id, item, update
+                )
+            except StripeCallFailed as failure:
+                still_pending = [
+                    r.id
+                    for r in outbox.pending(ctx, run.subscription_id)
+                    if r.seat_type_id == seat_type_id
+                ]
+                outbox.settle_failure(ctx, still_pending, failure, run.report)
+                return
+
+        invoice_slot = (
+            stripe_calls.next_invoice_slot(ctx, run.subscription_id) if deferred else None
+        )
+        with ctx.sessions.begin() as session:
+            rest = session.scalars(
+                select(OutboxRecord).where(
+                    OutboxRecord.id.in_(record_ids), OutboxRecord.status == OutboxStatus.PENDING
+                )
+            ).all()
+            # carried by the final update, or needing none
+            run.report.records_done += outbox.mark_done(list(rest), ctx.clock())
+            if not updates:
+                seat_type = session.get_one(SeatType, seat_type_id)
+                seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, ctx.clock()
+            if invoice_slot is not None:
+                session.get_one(
+                    Subscription, run.subscription_id
+                ).invoice_pending_items_at = invoice_slot

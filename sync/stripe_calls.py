@@ -1,0 +1,314 @@
+"""The journal of Stripe writes: each is recorded before it leaves (its id is its
+idempotency key), settled when Stripe answers, and — when no answer came — settled on the
+next run, by Stripe's quantity or by sending it again with the same key. The journal also
+tells how many invoices and updates a subscription has had lately (Stripe's limits).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from prometheus_client import Counter
+from sqlalchemy import func, select
+
+from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
+from connector.adapters.stripe_errors import StripeErrorKind
+from connector.adapters.stripe_port import QuantityUpdateRequest, StripeItem
+from connector.domain import stripe_limits
+from connector.domain.proration import ProrationBehavior
+from connector.domain.states import UNANSWERED_CALLS, CallOutcome, OutboxStatus, StripeOperation
+from connector.domain.sync_plan import QuantityUpdate, retry_delay
+from sync.context import Run, StripeCallFailed, SyncContext
+
+log = logging.getLogger(__name__)
+
+STRIPE_WRITES = Counter(
+    "seatsync_stripe_writes_total", "Writes sent to Stripe by the sync", ["operation", "outcome"]
+)
+
+
+def quantity_request(
+    run: Run, item: StripeItem, update: QuantityUpdate, key: str
+) -> QuantityUpdateRequest:
+    return QuantityUpdateRequest(
+        stripe_subscription_id=run.stripe_subscription_id,
+        stripe_subscription_item_id=item.stripe_subscription_item_id,
+        quantity=update.quantity,
+        proration_behavior=update.behavior.value,
+        proration_date=update.proration_date,
+        idempotency_key=key,
+    )
+
+
+def record_before_sending(
+    ctx: SyncContext, run: Run, seat_type_id: int, item: StripeItem, update: QuantityUpdate
+) -> int:
+    with ctx.sessions.begin() as session:
+        call = StripeCall(
+            subscription_id=run.subscription_id,
+            seat_type_id=seat_type_id,
+            at=ctx.clock(),
+            operation=StripeOperation.UPDATE_QUANTITY,
+            idempotency_key="",
+            request={
+                "item": item.stripe_subscription_item_id,
+                "quantity": update.quantity,
+                "proration_behavior": update.behavior.value,
+                "proration_date": update.proration_date.isoformat()
+                if update.proration_date
+                else None,
+                "period_start": item.period_start.isoformat(),
+            },
+            outcome=CallOutcome.SENDING,
+            creates_invoice=False,
+            outbox_ids=list(update.record_ids),
+        )
+        session.add(call)
+        session.flush()
+        call.idempotency_key = f"seatsync-call-{call.id}"
+        return call.id
+
+
+def send_update(
+    ctx: SyncContext, run: Run, seat_type_id: int, item: StripeItem, update: QuantityUpdate
+) -> int:
+    """Journal, send and settle one quantity update; returns how many records it settled.
+    Raises StripeCallFailed (journalled) when Stripe refuses or does not answer."""
+    ctx.hold_lease(run)
+    call_id = record_before_sending(ctx, run, seat_type_id, item, update)
+    return _send(ctx, run, call_id, seat_type_id, item, update, f"seatsync-call-{call_id}")
+
+
+def _send(
+    ctx: SyncContext,
+    run: Run,
+    call_id: int,
+    seat_type_id: int,
+    item: StripeItem,
+    update: QuantityUpdate,
+    key: str,
+) -> int:
+    try:
+        request = quantity_request(run, item, update, key)
+        latest = ctx.call(partial(ctx.port.update_quantity, request))
+    except StripeCallFailed as failure:
+        note_failure(ctx, call_id, failure)
+        raise
+    run.report.updates_sent += 1
+    return settle_call(ctx, call_id, seat_type_id, update, latest)
+
+
+def settle_call(
+    ctx: SyncContext,
+    call_id: int,
+    seat_type_id: int,
+    update: QuantityUpdate,
+    latest_invoice: str | None,
+) -> int:
+    """Stripe did it: raise the paid mark, and the charged records are done (returns how
+    many)."""
+    invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
+    STRIPE_WRITES.labels(StripeOperation.UPDATE_QUANTITY.value, CallOutcome.OK.value).inc()
+    with ctx.sessions.begin() as session:
+        call = session.get_one(StripeCall, call_id)
+        call.outcome, call.error = CallOutcome.OK, None
+        call.creates_invoice = invoiced
+        call.stripe_object_id = latest_invoice if invoiced else None
+        seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
+        seat_type.stripe_quantity, seat_type.stripe_seen_at = update.quantity, ctx.clock()
+        if update.charges:
+            seat_type.paid_quantity = update.quantity
+        settled = session.scalars(
+            select(OutboxRecord).where(
+                OutboxRecord.id.in_(update.record_ids),
+                OutboxRecord.status == OutboxStatus.PENDING,
+            )
+        ).all()
+        for record in settled:
+            record.status, record.done_at, record.last_error = (
+                OutboxStatus.DONE,
+                ctx.clock(),
+                None,
+            )
+            record.stripe_object_ids = [latest_invoice] if invoiced and latest_invoice else []
+        return len(settled)
+
+
+def note_failure(ctx: SyncContext, call_id: int, failure: StripeCallFailed) -> None:
+    # RETRYABLE: we do not know whether Stripe applied it; settled on the next run.
+    outcome = (
+        CallOutcome.UNKNOWN if failure.kind is StripeErrorKind.RETRYABLE else CallOutcome.REJECTED
+    )
+    STRIPE_WRITES.labels(StripeOperation.UPDATE_QUANTITY.value, outcome.value).inc()
+    with ctx.sessions.begin() as session:
+        call = session.get_one(StripeCall, call_id)
+        call.outcome, call.error, call.http_status = outcome, str(failure), failure.http_status
+
+
+def seat_types_with_unanswered(ctx: SyncContext, subscription_id: str) -> list[tuple[int, str]]:
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(SeatType.id, SeatType.stripe_subscription_item_id)
+            .join(StripeCall, StripeCall.seat_type_id == SeatType.id)
+            .where(
+                SeatType.subscription_id == subscription_id,
+                StripeCall.outcome.in_(UNANSWERED_CALLS),
+            )
+            .distinct()
+        ).all()
+    return [(seat_type_id, item_id) for seat_type_id, item_id in rows]
+
+
+def settle_unanswered(ctx: SyncContext, run: Run, seat_type_id: int, item: StripeItem) -> bool:
+    """Settle a write sent without a definite answer; False while it is still in doubt.
+
+    Quantity updates are absolute and a plan moves the item off what it holds: if
+    Stripe now holds the write's quantity, the write was applied. Otherwise it goes
+    again with the same idempotency key (Stripe replays or applies it once) — unless
+    Stripe answered 5xx, which it replays for a day, or its period has ended: then it
+    was not applied, and is dropped for a fresh plan."""
+    with ctx.sessions() as session:
+        call = session.scalars(
+            select(StripeCall)
+            .where(
+                StripeCall.seat_type_id == seat_type_id,
+                StripeCall.outcome.in_(UNANSWERED_CALLS),
+            )
+            .order_by(StripeCall.id.desc())
+            .limit(1)
+        ).one()
+    update = QuantityUpdate(
+        quantity=call.request["quantity"],
+        behavior=ProrationBehavior(call.request["proration_behavior"]),
+        proration_date=datetime.fromisoformat(call.request["proration_date"])
+        if call.request["proration_date"]
+        else None,
+        record_ids=tuple(call.outbox_ids),
+    )
+    if item.quantity == update.quantity:
+        run.report.records_done += settle_call(ctx, call.id, seat_type_id, update, None)
+        return True
+    if (call.http_status or 0) >= 500 or call.request.get("period_start") != (
+        item.period_start.isoformat()
+    ):
+        with ctx.sessions.begin() as session:
+            session.get_one(StripeCall, call.id).outcome = CallOutcome.FAILED
+        return True
+    ctx.hold_lease(run)
+    try:
+        run.report.records_done += _send(
+            ctx, run, call.id, seat_type_id, item, update, call.idempotency_key
+        )
+    except StripeCallFailed:
+        return False
+    return True
+
+
+# --- Stripe's limits, from the journal ----------------------------------------------------
+
+
+def _recent_calls(
+    ctx: SyncContext, subscription_id: str, window: timedelta, *, invoices: bool
+) -> list[datetime]:
+    """When the successful writes (invoice-creating ones, or quantity updates) to this
+    subscription within `window` were made, oldest first."""
+    kind = (
+        StripeCall.creates_invoice.is_(True)
+        if invoices
+        else StripeCall.operation == StripeOperation.UPDATE_QUANTITY
+    )
+    with ctx.sessions() as session:
+        return list(
+            session.scalars(
+                select(StripeCall.at)
+                .where(
+                    StripeCall.subscription_id == subscription_id,
+                    StripeCall.outcome == CallOutcome.OK,
+                    StripeCall.at > ctx.clock() - window,
+                    kind,
+                )
+                .order_by(StripeCall.at)
+            )
+        )
+
+
+def _invoice_limits(ctx: SyncContext) -> stripe_limits.InvoiceLimits:
+    return stripe_limits.InvoiceLimits(
+        ctx.settings.invoices_per_minute, ctx.settings.invoices_per_day
+    )
+
+
+def invoices_allowed(ctx: SyncContext, subscription_id: str) -> int:
+    made = _recent_calls(ctx, subscription_id, stripe_limits.DAY, invoices=True)
+    return stripe_limits.invoices_allowed(made, ctx.clock(), _invoice_limits(ctx))
+
+
+def next_invoice_slot(ctx: SyncContext, subscription_id: str) -> datetime:
+    made = _recent_calls(ctx, subscription_id, stripe_limits.DAY, invoices=True)
+    return stripe_limits.next_invoice_slot(made, ctx.clock(), _invoice_limits(ctx))
+
+
+def update_slot(ctx: SyncContext, subscription_id: str, planned: int) -> datetime | None:
+    made = _recent_calls(ctx, subscription_id, stripe_limits.HOUR, invoices=False)
+    return stripe_limits.quantity_update_slot(
+        made, ctx.clock(), planned, ctx.settings.quantity_updates_per_hour
+    )
+
+
+def invoice_pending(
+    ctx: SyncContext, subscription_id: str, customer_id: str, stripe_subscription_id: str
+) -> None:
+    """Invoice the subscription's pending prorations now (a deferred `always_invoice`)."""
+    if invoices_allowed(ctx, subscription_id) < 1:
+        slot = next_invoice_slot(ctx, subscription_id)
+        with ctx.sessions.begin() as session:
+            session.get_one(Subscription, subscription_id).invoice_pending_items_at = slot
+        return
+    # One key per invoice made: a retry after a lost answer replays, not re-invoices.
+    with ctx.sessions() as session:
+        made = session.scalar(
+            select(func.count())
+            .select_from(StripeCall)
+            .where(
+                StripeCall.subscription_id == subscription_id,
+                StripeCall.operation == StripeOperation.INVOICE_PENDING,
+                StripeCall.outcome == CallOutcome.OK,
+            )
+        )
+    key = f"seatsync-invoice-{subscription_id}-{made}"
+    outcome, error, invoice_id = CallOutcome.OK, None, None
+    retryable = False
+    try:
+        invoice_id = ctx.call(
+            lambda: ctx.port.invoice_pending_items(customer_id, stripe_subscription_id, key)
+        )
+    except StripeCallFailed as failure:
+        retryable = failure.kind is StripeErrorKind.RETRYABLE
+        outcome = CallOutcome.UNKNOWN if retryable else CallOutcome.REJECTED
+        error = str(failure)
+    STRIPE_WRITES.labels(StripeOperation.INVOICE_PENDING.value, outcome.value).inc()
+    with ctx.sessions.begin() as session:
+        session.add(
+            StripeCall(
+                subscription_id=subscription_id,
+                at=ctx.clock(),
+                operation=StripeOperation.INVOICE_PENDING,
+                idempotency_key=key,
+                request={"subscription": stripe_subscription_id},
+                outcome=outcome,
+                error=error,
+                creates_invoice=outcome is CallOutcome.OK,
+                stripe_object_id=invoice_id,
+                outbox_ids=[],
+            )
+        )
+        subscription = session.get_one(Subscription, subscription_id)
+        if outcome is CallOutcome.OK:
+            subscription.invoice_pending_items_at = None
+        elif retryable:
+            subscription.invoice_pending_items_at = ctx.clock() + retry_delay(2, ctx.jitter())
+        else:  # left for ops: the prorations stay pending and go on the renewal invoice
+            subscription.invoice_pending_items_at = None
+            log.error("invoicing pending items of %s refused: %s", subscription_id, error)
