@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
@@ -15,13 +16,25 @@ from connector.adapters.stripe_port import StripeClientPort, StripePort, make_st
 from connector.api import ops, seats, service
 from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
+from connector.api.schemas import ErrorBody
 from connector.config import Settings
-from connector.schemas import ErrorBody
-from sync.worker import Jobs, start_background
+from sync.worker import WEBHOOK_EVENTS_JOB, Jobs, start_background, wake
+from webhooks import ops_api
+from webhooks.handlers import HandlerContext
+from webhooks.processing import process_due_events
+from webhooks.receiver import ReceiverWiring, install_receiver
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def wire_webhooks(jobs: Jobs) -> HandlerContext:
+    """Webhooks and the sync meet here, never importing each other: handlers ask the sync to
+    look at a subscription (`request_sync`), and the scheduler runs the stored events."""
+    context = HandlerContext(jobs.sessions, jobs.port, jobs.clock, request_sync=jobs.sync_now)
+    jobs.process_webhooks = lambda: process_due_events(jobs.sessions, context, jobs.clock())
+    return context
 
 
 def create_app(
@@ -51,14 +64,27 @@ def create_app(
     port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
     sessions = make_session_factory(engine)
     jobs = Jobs.build(sessions, port, clock, settings.sync)
+    app.extensions["seatsync_webhook_context"] = wire_webhooks(jobs)
     app.extensions["seatsync"] = Wiring(
-        settings=settings, sessions=sessions, stripe=port, clock=clock, jobs=jobs
+        settings=settings, sessions=sessions, stripe=port, clock=clock, resync=jobs.resync
     )
     if settings.sync.run_in_web if run_jobs is None else run_jobs:
         app.extensions["seatsync_scheduler"] = start_background(jobs)
+    scheduler = app.extensions.get("seatsync_scheduler")
+    install_receiver(
+        app,
+        ReceiverWiring(
+            secrets=settings.stripe.signing_secrets(),
+            tolerance_seconds=settings.stripe.webhook_tolerance_seconds,
+            sessions=sessions,
+            clock=clock,
+            on_stored=None if scheduler is None else partial(wake, scheduler, WEBHOOK_EVENTS_JOB),
+        ),
+    )
     install_request_hooks(app)
     install_error_handlers(app)
     app.register_api(seats.bp)
     app.register_api(ops.bp)
+    app.register_api(ops_api.bp)
     app.register_api(service.bp)
     return app

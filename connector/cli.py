@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from connector.config import Settings, load_settings
+from connector.events_cli import events
 
 if TYPE_CHECKING:
     from sync.worker import Jobs
@@ -121,12 +122,14 @@ def serve(ctx: click.Context, workers: int) -> None:
 def _jobs(settings: Settings) -> Jobs:
     from connector.adapters.database import make_engine, make_session_factory
     from connector.adapters.stripe_port import StripeClientPort, make_stripe_client
-    from connector.app import utc_now
+    from connector.app import utc_now, wire_webhooks
     from sync.worker import Jobs
 
     sessions = make_session_factory(make_engine(settings.database_url))
     port = StripeClientPort(make_stripe_client(settings.stripe))
-    return Jobs.build(sessions, port, utc_now, settings.sync)
+    jobs = Jobs.build(sessions, port, utc_now, settings.sync)
+    wire_webhooks(jobs)  # the worker also runs the handlers of stored Stripe events
+    return jobs
 
 
 @main.command()
@@ -145,7 +148,7 @@ def worker(ctx: click.Context) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """How the sync with Stripe stands: pending, retrying, dead-lettered, drift."""
     from connector.adapters.database import make_engine, make_session_factory
-    from connector.services.sync_status import sync_status
+    from connector.api.sync_status import sync_status
 
     sessions = make_session_factory(make_engine(_settings(ctx).database_url))
     with sessions() as session:
@@ -169,24 +172,4 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {where} {drift.field}: expected {drift.expected}, Stripe {drift.actual}")
 
 
-@main.command("stripe-sandbox")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=12111, show_default=True)
-@click.option("--webhook-url", default=None, help="where to POST signed events")
-def stripe_sandbox(host: str, port: int, webhook_url: str | None) -> None:
-    """Serve the Stripe double on loopback: a TEST AND DEMO TOOL, never real money."""
-    from stripe_sandbox.server import serve as serve_sandbox
-
-    serve_sandbox(host=host, port=port, webhook_url=webhook_url)
-
-
-@main.command()
-@click.option("--port", default=8000, show_default=True, help="the connector's port")
-@click.option("--sandbox-port", default=12111, show_default=True, help="the Stripe sandbox's")
-@click.option("--database", default="sqlite:///var/demo.db", show_default=True)
-def demo(port: int, sandbox_port: int, database: str) -> None:
-    """Run everything on this machine: the Stripe sandbox, a migrated SQLite database, a demo
-    contract and the connector, and print the URLs and an API key to try."""
-    from connector.demo import run_demo
-
-    run_demo(port=port, sandbox_port=sandbox_port, database_url=database)
+main.add_command(events)

@@ -7,25 +7,43 @@ Sources, weakest first: defaults, the TOML file, `SEATSYNC_*` environment variab
 from __future__ import annotations
 
 import os
-import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 # The Stripe API version the connector is written against (STRIPE_NOTES.md). Pinned in code:
 # a different version changes object shapes, so it is not a setting.
 STRIPE_API_VERSION = "2026-10-28.endive"
 DEFAULT_CONFIG_FILE = "seatsync.toml"
+# The TOML file `load_settings` reads, handed to the settings source below.
+_config_file: ContextVar[Path | None] = ContextVar("seatsync_config_file", default=None)
 
 
 class StripeSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
     api_base: str = "https://api.stripe.com"
+    # Signing secrets of the webhook endpoint (whsec_...). Several while one is rolled: a
+    # delivery signed with any of them is accepted. `webhook_secret` is one more, kept for
+    # configurations written before there could be several.
+    webhook_secrets: list[SecretStr] = Field(default_factory=list)
     webhook_secret: SecretStr = SecretStr("")
+    # How old a delivery's signature may be (Stripe's default): refuses replayed requests.
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     max_network_retries: int = Field(default=2, ge=0, le=10)
     timeout_seconds: int = Field(default=30, ge=1, le=300)
+
+    def signing_secrets(self) -> tuple[str, ...]:
+        """Every configured webhook secret, blanks left out."""
+        found = [s.get_secret_value().strip() for s in [*self.webhook_secrets, self.webhook_secret]]
+        return tuple(dict.fromkeys(secret for secret in found if secret))
 
 
 class SyncSettings(BaseModel):
@@ -48,6 +66,8 @@ class SyncSettings(BaseModel):
     # How long a worker may hold a subscription before another may take it over.
     lease_seconds: int = Field(default=120, ge=5)
     subscriptions_per_drain: int = Field(default=100, ge=1)
+    # Seconds between runs of the handlers of stored Stripe webhook events.
+    webhook_events_interval_seconds: float = Field(default=1.0, gt=0)
 
 
 class ServerSettings(BaseModel):
@@ -77,8 +97,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file arrives as init arguments; the environment overrides it.
-        return (env_settings, init_settings)
+        # Strongest first: the environment, then arguments, then the TOML file.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file.get())
+        return (env_settings, init_settings, toml)
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -86,9 +107,10 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     path = config_file or os.environ.get("SEATSYNC_CONFIG")
     if path is None and Path(DEFAULT_CONFIG_FILE).exists():
         path = DEFAULT_CONFIG_FILE
-    values: dict[str, Any] = {}
-    if path is not None:
-        with Path(path).open("rb") as handle:
-            values = tomllib.load(handle)
-    values.update(overrides)
-    return Settings(**values)
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"no config file at {path}")
+    token = _config_file.set(Path(path) if path is not None else None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

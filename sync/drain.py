@@ -150,9 +150,8 @@ class OutboxDrain:
             return
         items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
         # First what Stripe may already have done: writes whose answer never came.
-        for seat_type_id, item_id in stripe_calls.seat_types_with_unanswered(
-            ctx, run.subscription_id
-        ):
+        unanswered = stripe_calls.seat_types_with_unanswered(ctx, run.subscription_id)
+        for seat_type_id, item_id in unanswered:
             item = items.get(item_id)
             if item is not None and not stripe_calls.settle_unanswered(
                 ctx, run, seat_type_id, item
@@ -163,6 +162,17 @@ class OutboxDrain:
                     "an earlier write is still unanswered",
                     run.report,
                 )
+                return
+        if unanswered:
+            # Settling may have sent a write again: plan from what Stripe holds now, never
+            # from the quantity read before it (a stale read skips classic mode's restore).
+            try:
+                stripe_sub = ctx.call(
+                    lambda: ctx.port.retrieve_subscription(run.stripe_subscription_id)
+                )
+            except StripeCallFailed as failure:
+                pending = outbox.pending_ids(ctx, run.subscription_id)
+                outbox.settle_failure(ctx, pending, failure, run.report)
                 return
         renewals.adopt_renewal(ctx, run, stripe_sub)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import OutboxRecord, SeatType, Subscription
 from connector.adapters.repository import (
+    NO_KEY_UPDATE,
     charge_terms_of,
     lock_subscription,
     seat_types_of,
@@ -111,7 +112,7 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
     with ctx.sessions.begin() as session:
         subscription = lock_subscription(session, run.subscription_id)
         for seat_type_id in renewed:
-            seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
+            seat_type = session.get_one(SeatType, seat_type_id, with_for_update=NO_KEY_UPDATE)
             item = items[seat_type.stripe_subscription_item_id]
             ended = session.scalars(
                 select(OutboxRecord)

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from sqlalchemy import func, select
 
 from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
+from connector.adapters.repository import NO_KEY_UPDATE
 from connector.adapters.stripe_errors import StripeErrorKind
 from connector.adapters.stripe_port import QuantityUpdateRequest, StripeItem
 from connector.domain import stripe_limits
@@ -116,7 +117,7 @@ def settle_call(
         call.outcome, call.error = CallOutcome.OK, None
         call.creates_invoice = invoiced
         call.stripe_object_id = latest_invoice if invoiced else None
-        seat_type = session.get_one(SeatType, seat_type_id, with_for_update=True)
+        seat_type = session.get_one(SeatType, seat_type_id, with_for_update=NO_KEY_UPDATE)
         seat_type.stripe_quantity, seat_type.stripe_seen_at = update.quantity, ctx.clock()
         if update.charges:
             seat_type.paid_quantity = update.quantity

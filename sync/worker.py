@@ -23,9 +23,9 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from connector.adapters.database import SessionFactory
+from connector.adapters.models import RECONCILE_JOB, RENEWALS_JOB
 from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
-from connector.services.sync_status import RECONCILE_JOB, RENEWALS_JOB
 from sync import leases
 from sync.context import DrainReport
 from sync.drain import OutboxDrain
@@ -47,6 +47,9 @@ class Jobs:
     clock: Callable[[], datetime]
     settings: SyncSettings
     outbox_drain: OutboxDrain
+    # Runs the handlers of stored Stripe webhook events; set by the composition root
+    # (webhooks and sync never import each other). None: no webhook job.
+    process_webhooks: Callable[[], object] | None = None
 
     @classmethod
     def build(
@@ -108,6 +111,29 @@ class Jobs:
         reconcile_one(self.sessions, self.port, self.clock, True, subscription_id)
         self.outbox_drain.sync_subscription(subscription_id, DrainReport())
 
+    def sync_now(self, subscription_id: str) -> None:
+        """Stripe says this subscription changed (a webhook): sync it now — adopting a
+        renewal, dead-lettering what a cancelled one cannot take, sending what is pending —
+        then compare it with Stripe (drift recorded, repaired if `repair_drift`). Raises when
+        that could not be done now, so the event is tried again later."""
+        report = DrainReport()
+        self.outbox_drain.sync_subscription(subscription_id, report)
+        if report.skipped_locked:
+            raise RuntimeError(f"{subscription_id} is being synced by another worker")
+        if report.errors:
+            raise RuntimeError("; ".join(report.errors))
+        reconcile_one(
+            self.sessions, self.port, self.clock, self.settings.repair_drift, subscription_id
+        )
+
+
+WEBHOOK_EVENTS_JOB = "webhook_events"
+
+
+def wake(scheduler: BaseScheduler, job_id: str) -> None:
+    """Run an interval job as soon as possible (e.g. right after a webhook was stored)."""
+    scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+
 
 def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
@@ -132,6 +158,16 @@ def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
             "interval",
             seconds=seconds,
             id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start,
+        )
+    if jobs.process_webhooks is not None:
+        scheduler.add_job(
+            _guarded(WEBHOOK_EVENTS_JOB, jobs.process_webhooks),
+            "interval",
+            seconds=settings.webhook_events_interval_seconds,
+            id=WEBHOOK_EVENTS_JOB,
             max_instances=1,
             coalesce=True,
             next_run_time=start,

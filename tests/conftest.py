@@ -12,7 +12,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,25 +32,13 @@ from connector.config import Settings, StripeSettings
 from connector.services.apikeys import Scope, create_key
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.responses_adapter import install
+from tests.helpers import Database, utc
 
 POSTGRES_URL = os.environ.get(
     "SEATSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 STRIPE_API_BASE = "https://api.stripe.test"
 ALL_SCOPES = list(Scope)
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
-
-
-@dataclass
-class Database:
-    backend: str
-    url: str
-
-    def engine(self) -> Engine:
-        return make_engine(self.url)
 
 
 @pytest.fixture(scope="session")

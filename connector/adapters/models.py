@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from connector.domain.states import OutboxKind, OutboxStatus
+from connector.domain.stripe_events import CreditSource, EventStatus, InvoiceStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -187,9 +191,6 @@ class LedgerEntry(Base):
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
 
 
-RENEWAL_CORRECTION = "renewal_correction"
-
-
 class OutboxRecord(Base):
     """A seat change Stripe must hear of, written in the same transaction as the change:
     the quantity it leaves and how its increase (if any) is charged. The sync drains these;
@@ -202,8 +203,7 @@ class OutboxRecord(Base):
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
     seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
     stripe_subscription_item_id: Mapped[str] = mapped_column(String(255))
-    # "change" (a seat change) or "renewal_correction" (Stripe renewed at a stale quantity)
-    kind: Mapped[str] = mapped_column(String(24), default="change")
+    kind: Mapped[str] = mapped_column(String(24), default=OutboxKind.CHANGE)  # OutboxKind
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     target_quantity: Mapped[int] = mapped_column(Integer)
     # Billed (paid-for) quantity of the period before and after the change.
@@ -213,7 +213,7 @@ class OutboxRecord(Base):
     period_end: Mapped[datetime] = mapped_column(UTCDateTime())
     proration_behavior: Mapped[str] = mapped_column(String(32))
     proration_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)  # OutboxStatus
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -292,6 +292,11 @@ class Drift(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+# Lease names of the periodic jobs that run once per cluster per interval.
+RECONCILE_JOB = "job:reconcile"
+RENEWALS_JOB = "job:renewals"
+
+
 class Lease(Base):
     """Who may act on a thing until when: one worker per subscription's Stripe writes, one
     per cluster for periodic jobs. Claimed atomically; expires if its owner dies."""
@@ -303,3 +308,99 @@ class Lease(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime())
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_result: Mapped[str | None] = mapped_column(Text)
+
+
+# --- Stripe webhooks ----------------------------------------------------------------------
+
+
+def _state(kind: type[EventStatus | InvoiceStatus | CreditSource]) -> Enum:
+    """A StrEnum stored as its value in a VARCHAR: no database enum type or CHECK, so a new
+    state is a code change, not a migration."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=24,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class StripeEvent(Base):
+    """A Stripe event as delivered (or replayed), stored before it is acknowledged; its id
+    de-duplicates deliveries. Handled later, with retries, never lost."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (Index("ix_stripe_events_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's evt_...
+    type: Mapped[str] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())  # Stripe's
+    api_version: Mapped[str | None] = mapped_column(String(64))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[EventStatus] = mapped_column(_state(EventStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When a worker may take it (again); null once handled, ignored or given up.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StripeInvoiceRecord(Base):
+    """An invoice of one of our customers as Stripe last showed it (re-read on each event)."""
+
+    __tablename__ = "stripe_invoices"
+
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(ForeignKey("subscriptions.id"))
+    status: Mapped[InvoiceStatus] = mapped_column(_state(InvoiceStatus))
+    amount_due: Mapped[int] = mapped_column(BigInteger)
+    amount_paid: Mapped[int] = mapped_column(BigInteger)
+    amount_remaining: Mapped[int] = mapped_column(BigInteger)
+    amount_overpaid: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_reason: Mapped[str | None] = mapped_column(String(64))
+    payment_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_payment_error: Mapped[str | None] = mapped_column(Text)
+    # [{id, amount, quantity, proration, period_start, period_end}], amounts in minor units
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    stripe_created: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CreditEntry(Base):
+    """Credit history of a customer (BILLING_RULES 6): one line per credit, whoever granted
+    it. `amount` > 0 is credit to the customer. The unique (source, invoice) pair makes a
+    repeated webhook or ops request unable to record one overpayment twice."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (UniqueConstraint("source", "stripe_invoice_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    source: Mapped[CreditSource] = mapped_column(_state(CreditSource))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StripeCustomerBalance(Base):
+    """A customer's balances as Stripe last showed them, for ops to see beside the credit
+    history: the credit balance Stripe applies to invoices and the separate cash balance
+    (bank-transfer funds not yet applied)."""
+
+    __tablename__ = "stripe_customer_balances"
+
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Stripe's `balance` with the sign turned: > 0 is credit the customer holds.
+    credit_balance: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # {currency: minor units} of `cash_balance.available`; null until Stripe showed it.
+    cash_balance: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    balance_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

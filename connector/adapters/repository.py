@@ -1,7 +1,10 @@
 """Reading (and locking) subscriptions and seat types, and mapping rows to the domain's terms.
 
 One lock order everywhere: the subscription row first, then its seat types (by id), so
-writers from the API, the sync and the reconcile never deadlock each other.
+writers from the API, the sync and the reconcile never deadlock each other. Rows are locked
+`FOR NO KEY UPDATE` (no key is ever changed): that does not conflict with the `FOR KEY SHARE`
+PostgreSQL takes on referenced rows when the sync inserts its journal, which `FOR UPDATE`
+does — and which deadlocked against the API before.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from connector.domain.proration import ChargeTerms, Granularity, Period
 from connector.domain.seats import Policy, SeatCounts, SeatTerms
 from connector.errors import NotFound
 
+# `SELECT ... FOR NO KEY UPDATE` on PostgreSQL (SQLite serializes writers at BEGIN).
+NO_KEY_UPDATE = {"key_share": True}
+
 
 def find_subscription(
     session: Session, subscription_ref: str, *, lock: bool = False
@@ -28,7 +34,7 @@ def find_subscription(
             Subscription.stripe_subscription_id == subscription_ref,
         )
     )
-    found = session.scalars(query.with_for_update() if lock else query).first()
+    found = session.scalars(query.with_for_update(key_share=True) if lock else query).first()
     if found is None:
         raise NotFound(
             "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
@@ -37,7 +43,7 @@ def find_subscription(
 
 
 def lock_subscription(session: Session, subscription_id: str) -> Subscription:
-    return session.get_one(Subscription, subscription_id, with_for_update=True)
+    return session.get_one(Subscription, subscription_id, with_for_update=NO_KEY_UPDATE)
 
 
 def lock_seat_type(session: Session, subscription: Subscription, name: str) -> SeatType:
@@ -45,7 +51,7 @@ def lock_seat_type(session: Session, subscription: Subscription, name: str) -> S
     seat_type = session.scalars(
         select(SeatType)
         .where(SeatType.subscription_id == subscription.id, SeatType.name == name)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).first()
     if seat_type is None:
         raise NotFound(
@@ -61,7 +67,7 @@ def seat_types_of(
     query = (
         select(SeatType).where(SeatType.subscription_id == subscription_id).order_by(SeatType.id)
     )
-    return session.scalars(query.with_for_update() if lock else query).all()
+    return session.scalars(query.with_for_update(key_share=True) if lock else query).all()
 
 
 def terms_of(seat_type: SeatType) -> SeatTerms:

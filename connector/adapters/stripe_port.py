@@ -8,14 +8,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import stripe
 
+from connector.adapters.stripe_errors import StripeErrorKind, classify
 from connector.config import STRIPE_API_VERSION, StripeSettings
+from connector.errors import Invalid, NotFound, UpstreamUnavailable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,43 @@ class QuantityUpdateRequest:
     idempotency_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class StripeInvoiceLine:
+    stripe_line_id: str
+    amount: int
+    quantity: int | None
+    proration: bool
+    period_start: datetime
+    period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StripeInvoice:
+    stripe_invoice_id: str
+    stripe_customer_id: str
+    stripe_subscription_id: str | None  # parent.subscription_details.subscription
+    status: str  # draft | open | paid | uncollectible | void
+    amount_due: int
+    amount_paid: int
+    amount_remaining: int
+    amount_overpaid: int
+    currency: str
+    billing_reason: str | None
+    attempt_count: int
+    next_payment_attempt: datetime | None
+    last_finalization_error: str | None
+    created: datetime
+    lines: tuple[StripeInvoiceLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StripeCustomerBalance:
+    stripe_customer_id: str
+    balance: int  # Stripe's sign: negative is credit the customer holds
+    currency: str | None
+    cash_balance: dict[str, int] | None  # `cash_balance.available`, when asked for
+
+
 class StripePort(Protocol):
     def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
 
@@ -80,6 +121,21 @@ class StripePort(Protocol):
         quantities_by_price: list[tuple[str, int]],
         idempotency_key: str,
     ) -> StripeSubscription: ...
+
+    def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice:
+        """The invoice as it is now, every line included."""
+        ...
+
+    def retrieve_customer_balance(
+        self, stripe_customer_id: str, with_cash_balance: bool
+    ) -> StripeCustomerBalance | None:
+        """The customer's credit balance (and cash balance when asked); None if deleted."""
+        ...
+
+    def list_events(self, since: datetime) -> Iterator[dict[str, Any]]:
+        """Every event Stripe still keeps (30 days) created at or after `since`, as the
+        JSON a webhook delivers, 100 a page."""
+        ...
 
 
 def _timestamp(value: int) -> datetime:
@@ -122,6 +178,51 @@ def subscription_from_stripe(obj: stripe.Subscription) -> StripeSubscription:
         currency=obj.currency,
         billing_cycle_anchor=_timestamp(obj.billing_cycle_anchor),
         items=tuple(items),
+    )
+
+
+def _proration(line: Any) -> bool:
+    """2025+ shape: a line says whether it is a proration under its parent's details."""
+    parent = getattr(line, "parent", None)
+    for details in ("subscription_item_details", "invoice_item_details"):
+        found = getattr(parent, details, None) if parent is not None else None
+        if found is not None:
+            return bool(getattr(found, "proration", False))
+    return False
+
+
+def invoice_from_stripe(obj: stripe.Invoice, lines: list[Any]) -> StripeInvoice:
+    parent = getattr(obj, "parent", None)
+    details = getattr(parent, "subscription_details", None) if parent is not None else None
+    subscription = getattr(details, "subscription", None) if details is not None else None
+    error = getattr(obj, "last_finalization_error", None)
+    next_attempt = getattr(obj, "next_payment_attempt", None)
+    return StripeInvoice(
+        stripe_invoice_id=obj.id or "",
+        stripe_customer_id=_id(obj.customer),
+        stripe_subscription_id=None if subscription is None else _id(subscription),
+        status=obj.status or "draft",
+        amount_due=obj.amount_due,
+        amount_paid=obj.amount_paid,
+        amount_remaining=obj.amount_remaining,
+        amount_overpaid=getattr(obj, "amount_overpaid", 0) or 0,
+        currency=obj.currency,
+        billing_reason=obj.billing_reason,
+        attempt_count=obj.attempt_count or 0,
+        next_payment_attempt=None if next_attempt is None else _timestamp(next_attempt),
+        last_finalization_error=None if error is None else getattr(error, "message", None),
+        created=_timestamp(obj.created),
+        lines=tuple(
+            StripeInvoiceLine(
+                stripe_line_id=line.id,
+                amount=line.amount,
+                quantity=line.quantity,
+                proration=_proration(line),
+                period_start=_timestamp(line.period.start),
+                period_end=_timestamp(line.period.end),
+            )
+            for line in lines
+        ),
     )
 
 
@@ -223,3 +324,50 @@ class StripeClientPort:
                 ):
                     billed = max(billed, line.quantity or 0)
         return billed
+
+    def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice:
+        obj = self._client.v1.invoices.retrieve(stripe_invoice_id)
+        lines = list(obj.lines.data)
+        if obj.lines.has_more:  # the invoice embeds only its first lines
+            page = self._client.v1.invoices.line_items.list(stripe_invoice_id, {"limit": 100})
+            lines = list(page.auto_paging_iter())
+        return invoice_from_stripe(obj, lines)
+
+    def retrieve_customer_balance(
+        self, stripe_customer_id: str, with_cash_balance: bool
+    ) -> StripeCustomerBalance | None:
+        params: dict[str, Any] = {"expand": ["cash_balance"]} if with_cash_balance else {}
+        obj = self._client.v1.customers.retrieve(stripe_customer_id, params)  # type: ignore[arg-type]
+        if getattr(obj, "deleted", False):
+            return None
+        cash = getattr(obj, "cash_balance", None) if with_cash_balance else None
+        available = getattr(cash, "available", None) if cash is not None else None
+        return StripeCustomerBalance(
+            stripe_customer_id=obj.id,
+            balance=obj.balance or 0,
+            currency=obj.currency,
+            cash_balance=None if available is None else {k: int(v) for k, v in available.items()},
+        )
+
+    def list_events(self, since: datetime) -> Iterator[dict[str, Any]]:
+        page = self._client.v1.events.list(
+            {"created": {"gte": int(since.timestamp())}, "limit": 100}
+        )
+        for obj in page.auto_paging_iter():
+            yield obj.to_dict()
+
+
+def call_stripe(what: str, call: Callable[[], T]) -> T:
+    """Run a Stripe call for a request, turning Stripe's errors into refusals a caller reads."""
+    try:
+        return call()
+    except stripe.StripeError as error:
+        kind = classify(error)
+        message = error.user_message or str(error) or type(error).__name__
+        if kind is StripeErrorKind.NOT_FOUND:
+            raise NotFound("stripe_object_missing", f"{what}: Stripe says {message}") from error
+        if kind is StripeErrorKind.RETRYABLE:
+            raise UpstreamUnavailable(
+                "stripe_unavailable", f"{what}: Stripe is unavailable ({message}); try again"
+            ) from error
+        raise Invalid("stripe_rejected", f"{what}: Stripe refused: {message}") from error

@@ -13,7 +13,7 @@ from typing import TypeVar
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
@@ -23,7 +23,6 @@ from connector.api.errors import error_response
 from connector.config import Settings
 from connector.services.apikeys import Scope, find_key
 from connector.services.seats import Actor, ChangeContext
-from sync.worker import Jobs
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
@@ -39,7 +38,9 @@ class Wiring:
     sessions: SessionFactory
     stripe: StripePort
     clock: Callable[[], datetime]
-    jobs: Jobs
+    # Reconcile one subscription with Stripe and send what is pending (ops' resync). Given by
+    # the composition root (connector.app), so the API never imports the sync.
+    resync: Callable[[str], None]
 
 
 def wiring() -> Wiring:
@@ -84,6 +85,10 @@ def _authenticate() -> Response | None:
 
 
 def _check_json_body() -> Response | None:
+    # Only the API's bodies: a webhook's body is read (size-limited) and parsed by its
+    # receiver, after its signature is checked.
+    if not request.path.startswith("/v1/"):
+        return None
     if request.method not in ("POST", "PUT", "PATCH") or not request.get_data(cache=True):
         return None
     if not request.is_json:
@@ -144,43 +149,63 @@ def _replay(session: Session, key: str) -> Response | None:
     return response
 
 
+# PostgreSQL's "try again" answers: a deadlock victim, a serialization failure.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+ATTEMPTS = 3
+
+
+def _transient(error: OperationalError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 def run_change(
     change: Callable[[Session, ChangeContext], BaseModel], status: int = 200
 ) -> Response:
     """Run a state change in one transaction, honouring `Idempotency-Key`.
 
-    The first successful response is stored with the change, atomically; a repeat with the
-    same body replays it and changes nothing. Refusals are not stored: they changed nothing,
-    so repeating them is harmless and may succeed once the state allows it.
+    The key is claimed first (a row unique per API key and key): a concurrent twin waits on
+    it, then finds the winner's response and replays it instead of running the change
+    again. The first successful response is stored with the change, atomically; a repeat
+    with the same body replays it and changes nothing. Refusals are not stored: they
+    changed nothing, so repeating them is harmless and may succeed once the state allows
+    it. A deadlock or serialization failure is retried here, never shown as an outage.
     """
     key = request.headers.get("Idempotency-Key")  # its length is checked by ChangeHeaders
     sessions = wiring().sessions
-    try:
-        with sessions.begin() as session:
-            if key is not None and (replayed := _replay(session, key)) is not None:
-                return replayed
-            result = change(session, change_context())
-            body = result.model_dump(mode="json")
-            if key is not None:
-                session.add(
-                    IdempotentRequest(
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with sessions.begin() as session:
+                claim: IdempotentRequest | None = None
+                if key is not None:
+                    if (replayed := _replay(session, key)) is not None:
+                        return replayed
+                    claim = IdempotentRequest(
                         api_key_id=actor().key_id,
                         key=key,
                         request_fingerprint=_fingerprint(),
-                        status_code=status,
-                        response_body=body,
+                        status_code=0,  # filled in below, in the same transaction
+                        response_body={},
                         created_at=wiring().clock(),
                     )
-                )
-    except IntegrityError:
-        # A concurrent request with the same key committed first: answer as it did.
-        if key is None:
-            raise
-        with sessions() as session:
-            replayed = _replay(session, key)
-        if replayed is None:
-            raise
-        return replayed
-    response = jsonify(body)
-    response.status_code = status
-    return response
+                    session.add(claim)
+                    session.flush()
+                body = change(session, change_context()).model_dump(mode="json")
+                if claim is not None:
+                    claim.status_code, claim.response_body = status, body
+        except IntegrityError:
+            # A concurrent request with the same key committed first: answer as it did.
+            if key is None:
+                raise
+            with sessions() as session:
+                replayed = _replay(session, key)
+            if replayed is None:
+                raise
+            return replayed
+        except OperationalError as error:
+            if not _transient(error) or attempt == ATTEMPTS:
+                raise
+            continue
+        response = jsonify(body)
+        response.status_code = status
+        return response
+    raise AssertionError("unreachable")  # the loop returns or raises

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from connector.api.schemas import ErrorBody
 from connector.errors import ServiceError
-from connector.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 

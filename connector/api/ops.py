@@ -8,12 +8,12 @@ from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, Field
 
 from connector.adapters.repository import find_subscription
+from connector.adapters.stripe_port import call_stripe
 from connector.api.context import scoped, wiring
 from connector.api.errors import COMMON_ERRORS
-from connector.schemas import ChangeHeaders, PathId, SubscriptionSync, SyncStatus
+from connector.api.schemas import ChangeHeaders, PathId, SubscriptionSync, SyncStatus
+from connector.api.sync_status import subscription_sync, sync_status
 from connector.services.apikeys import Scope
-from connector.services.registration import call_stripe
-from connector.services.sync_status import subscription_sync, sync_status
 
 BP = "ops"
 bp = APIBlueprint(
@@ -55,7 +55,7 @@ def resync(path: SubscriptionPath, header: ChangeHeaders) -> Response:
     harmless (an Idempotency-Key is accepted; the outcome is the same either way)."""
     with wiring().sessions() as session:
         subscription_id = find_subscription(session, path.id).id
-    call_stripe(f"resync of {subscription_id}", lambda: wiring().jobs.resync(subscription_id))
+    call_stripe(f"resync of {subscription_id}", lambda: wiring().resync(subscription_id))
     with wiring().sessions() as session:
         view = subscription_sync(session, subscription_id, wiring().clock())
     return jsonify(view.model_dump(mode="json"))

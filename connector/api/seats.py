@@ -11,10 +11,10 @@ from flask_openapi3.models.tag import Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from connector.api import views
 from connector.api.context import run_change, scoped, wiring
 from connector.api.errors import COMMON_ERRORS
-from connector.errors import Invalid
-from connector.schemas import (
+from connector.api.schemas import (
     AssignHolder,
     ChangeHeaders,
     ErrorBody,
@@ -27,12 +27,13 @@ from connector.schemas import (
     PlanView,
     QuantityRequest,
     Quote,
-    RegisterSubscription,
     SeatChange,
     UpdateHolder,
 )
-from connector.services import registration, seats, views
+from connector.errors import Invalid
+from connector.services import holders, registration, seats
 from connector.services.apikeys import Scope
+from connector.services.contracts import RegisterSubscription
 from connector.services.seats import ChangeContext, SeatChangeResult
 
 BP = "seats"
@@ -146,7 +147,7 @@ def assign_holder(path: HolderPath, body: AssignHolder, header: ChangeHeaders) -
     """Assign a holder (optionally with groups, e.g. team ids)."""
     return run_change(
         lambda session, ctx: _seat_change(
-            seats.assign_holder(
+            holders.assign_holder(
                 session, ctx, path.id, path.seat_type, path.holder_id, body.state, body.groups
             )
         )
@@ -159,7 +160,7 @@ def update_holder(path: HolderPath, body: UpdateHolder, header: ChangeHeaders) -
     """Change a holder's state (active, inactive, archived) or groups."""
     return run_change(
         lambda session, ctx: _seat_change(
-            seats.update_holder(
+            holders.update_holder(
                 session, ctx, path.id, path.seat_type, path.holder_id, body.state, body.groups
             )
         )
@@ -172,7 +173,7 @@ def unassign_holder(path: HolderPath, header: ChangeHeaders) -> Response:
     """Unassign a holder: its licence becomes free (under `auto` it lapses at renewal)."""
     return run_change(
         lambda session, ctx: _seat_change(
-            seats.unassign_holder(session, ctx, path.id, path.seat_type, path.holder_id)
+            holders.unassign_holder(session, ctx, path.id, path.seat_type, path.holder_id)
         )
     )
 
@@ -188,7 +189,7 @@ def set_group_state(path: GroupPath, body: GroupStateRequest, header: ChangeHead
     other active group stop taking a licence (billed until renewal, as any decrease)."""
 
     def change(session: Session, ctx: ChangeContext) -> GroupChange:
-        result = seats.set_group_state(session, ctx, path.id, path.group_id, body.archived)
+        result = holders.set_group_state(session, ctx, path.id, path.group_id, body.archived)
         return GroupChange(
             group_id=result.group_id,
             archived=result.archived,

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from connector.adapters.migrate import is_current
 from connector.api.context import wiring
 from connector.api.errors import error_response
-from connector.schemas import ErrorBody, Health
+from connector.api.schemas import ErrorBody, Health
 
 bp = APIBlueprint("service", __name__, abp_tags=[Tag(name="service", description="probes")])
 

@@ -72,7 +72,7 @@ def plan_updates(
         if change.billed_after < change.billed_before:  # a correction credit
             if paid > change.billed_after:
                 prorate(change.billed_after, change)
-        elif change.billed_after > paid:
+        elif change.billed_after > paid and change.behavior is not ProrationBehavior.NONE:
             if mergeable is not None and (mergeable.behavior, mergeable.proration_date) == (
                 change.behavior,
                 change.proration_date,
@@ -86,8 +86,11 @@ def plan_updates(
                 held = paid = change.billed_after
             else:
                 prorate(change.billed_after, change)
-    if held != target:
-        updates.append(QuantityUpdate(target, ProrationBehavior.NONE, None, ()))
+    # Never above the paid mark without the charge for it (BILLING_RULES 4): a charge Stripe
+    # refused waits for ops (retry or write-off), so its seats are not handed out free.
+    final = min(target, paid)
+    if held != final:
+        updates.append(QuantityUpdate(final, ProrationBehavior.NONE, None, ()))
     return updates
 
 

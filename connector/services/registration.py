@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import stripe
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import Account, SeatType, Subscription
-from connector.adapters.stripe_errors import StripeErrorKind, classify
-from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription
+from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription, call_stripe
 from connector.domain.seats import Policy, SeatCounts, at_least_floor
-from connector.errors import Conflict, Invalid, NotFound, UpstreamUnavailable
-from connector.schemas import RegisterSubscription, SeatTypeContract
+from connector.errors import Conflict, Invalid
+from connector.services.contracts import RegisterSubscription, SeatTypeContract
 from connector.services.seats import ChangeContext, record_change
 
 LIVE_STATUSES = {"active", "trialing", "past_due", "unpaid", "paused"}
@@ -26,22 +23,6 @@ T = TypeVar("T")
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def call_stripe(what: str, call: Callable[[], T]) -> T:
-    """Run a Stripe call for a request, turning Stripe's errors into refusals a caller reads."""
-    try:
-        return call()
-    except stripe.StripeError as error:
-        kind = classify(error)
-        message = error.user_message or str(error) or type(error).__name__
-        if kind is StripeErrorKind.NOT_FOUND:
-            raise NotFound("stripe_object_missing", f"{what}: Stripe says {message}") from error
-        if kind is StripeErrorKind.RETRYABLE:
-            raise UpstreamUnavailable(
-                "stripe_unavailable", f"{what}: Stripe is unavailable ({message}); try again"
-            ) from error
-        raise Invalid("stripe_rejected", f"{what}: Stripe refused: {message}") from error
 
 
 def _match_item(contract: SeatTypeContract, stripe_sub: StripeSubscription) -> StripeItem:

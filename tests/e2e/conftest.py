@@ -10,8 +10,8 @@ import stripe
 from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
-from tests.conftest import utc
 from tests.e2e.scenario import Scenario, at
+from tests.helpers import utc
 
 
 @pytest.fixture

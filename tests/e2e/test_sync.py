@@ -12,8 +12,8 @@ import stripe
 from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
-from tests.conftest import utc
 from tests.e2e.scenario import Scenario, at
+from tests.helpers import utc
 
 # Period 2026-01-01 .. 2027-01-01 (365 days) at 365.00 a seat a year: 100 a day per seat.
 MARCH_15 = at(utc(2026, 3, 15, 10, 30))

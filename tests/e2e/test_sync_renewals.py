@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from stripe_sandbox.double import StripeDouble
 from sync.worker import Jobs
 from tests import stripe_setup
-from tests.conftest import utc
 from tests.e2e.scenario import Scenario, at
+from tests.helpers import utc
 
 SEAT_YEAR = 36500  # 365.00 a seat a year: 100 a day
 NEW_YEAR = at(utc(2027, 1, 1))

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from stripe_sandbox.double import StripeDouble
-from tests.conftest import utc
 from tests.e2e.scenario import Scenario, at
+from tests.helpers import utc
 
 MODES = ["classic", "flexible"]
 

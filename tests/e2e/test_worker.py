@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from connector.cli import main
 from stripe_sandbox.double import StripeDouble
 from sync.worker import Jobs, start_background
-from tests.conftest import Database
 from tests.e2e.scenario import Scenario
 from tests.e2e.test_sync import MARCH_15
+from tests.helpers import Database
 
 
 def test_background_scheduler_drains_the_outbox(

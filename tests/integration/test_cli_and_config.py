@@ -13,7 +13,7 @@ from connector.adapters.models import ApiKey
 from connector.cli import main
 from connector.config import load_settings
 from connector.services.apikeys import find_key
-from tests.conftest import Database
+from tests.helpers import Database
 
 
 def test_toml_is_read_and_the_environment_overrides_it(

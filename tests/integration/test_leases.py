@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from connector.adapters.database import make_session_factory
 from sync import leases
-from tests.conftest import utc
+from tests.helpers import utc
 
 NOW = utc(2026, 3, 15, 12)
 TTL = timedelta(seconds=60)

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
 from tests import stripe_setup
-from tests.conftest import utc
+from tests.helpers import utc
 
 
 def link(

@@ -147,7 +147,7 @@ def test_sdk_retries_see_the_replay(double: StripeDouble) -> None:
     posts = double.requests_to("POST", "/v1/customers")
     assert [(r.status, r.replayed) for r in posts] == [(500, False), (200, True)]
     assert posts[0].idempotency_key == posts[1].idempotency_key
-    assert len(double.engine.books.customers) == 1 and cus.id.startswith("cus_")
+    assert len(double.state.books.customers) == 1 and cus.id.startswith("cus_")
 
 
 def test_authentication(double: StripeDouble) -> None:

@@ -118,3 +118,19 @@ def test_retry_delay_grows_exponentially_within_jitter_and_cap() -> None:
     assert retry_delay(1, 0.999).total_seconds() < 2
     assert retry_delay(4, 0.0).total_seconds() == 8
     assert retry_delay(50, 0.999).total_seconds() <= 900
+
+
+def test_a_change_without_charge_never_lifts_stripe_above_the_paid_mark() -> None:
+    """A charge Stripe refused (dead-lettered) left paid at 12 while the licences say 13: a
+    later repair or `none` change stops at what was paid, so the seat is not handed out
+    free (BILLING_RULES 4)."""
+    assert plan_updates(12, 12, [change(2, (13, 13))], target=13) == []
+    assert plan_updates(10, 12, [change(2, (13, 13))], target=13) == [
+        QuantityUpdate(12, NONE, None, ())
+    ]
+
+
+def test_a_lower_target_is_still_reached_below_the_paid_mark() -> None:
+    assert plan_updates(13, 13, [change(1, (13, 13))], target=11) == [
+        QuantityUpdate(11, NONE, None, ())
+    ]

@@ -5,36 +5,27 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import available_timezones
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from connector.domain.proration import Granularity
 from connector.domain.seats import HolderState, Policy
+from connector.domain.states import OutboxStatus
+from connector.services.contracts import Name as Name
+from connector.services.contracts import Strict
+from connector.services.contracts import StripeId as StripeId
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 # Ids from callers: printable, no control characters (PostgreSQL refuses NUL in text).
 ExternalId = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 PathId = ExternalId
-StripeId = Annotated[
-    str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")
-]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
-
-
-class Strict(BaseModel):
-    """Unknown fields are refused: a typo must not pass silently."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -65,76 +56,6 @@ class ChangeHeaders(BaseModel):
 
 class Health(BaseModel):
     status: str
-
-
-# --- registering a contract --------------------------------------------------------------
-
-
-class SeatTypeContract(Strict):
-    name: Name = Field(description="seat type, e.g. users, numbers, teams")
-    stripe_subscription_item_id: StripeId | None = Field(
-        default=None, description="the item of a linked subscription that bills this seat type"
-    )
-    stripe_price_id: StripeId | None = Field(
-        default=None,
-        description="the per-unit recurring price: picks the item of a linked subscription, "
-        "or is the price of a subscription the connector creates",
-    )
-    policy: Policy = Policy.MANUAL
-    floor: int = Field(default=0, strict=True, ge=0, le=1_000_000, description="minimum commitment")
-    licences: int | None = Field(
-        default=None,
-        strict=True,
-        ge=0,
-        le=1_000_000,
-        description="licences held now; default: the item's Stripe quantity (0 when creating)",
-    )
-    extra_seats_allowed: bool | None = Field(
-        default=None, description="default: the subscription's setting"
-    )
-    membership_required: bool = Field(
-        default=False,
-        description="user licences billed by team membership: a holder takes a licence only "
-        "while in at least one group (team) that is not archived",
-    )
-
-    @model_validator(mode="after")
-    def _names_an_item_or_price(self) -> SeatTypeContract:
-        if not (self.stripe_subscription_item_id or self.stripe_price_id):
-            raise ValueError("give stripe_subscription_item_id or stripe_price_id")
-        return self
-
-
-class RegisterSubscription(Strict):
-    stripe_subscription_id: StripeId | None = Field(
-        default=None, description="link this existing Stripe subscription"
-    )
-    stripe_customer_id: StripeId | None = Field(
-        default=None, description="or create a subscription for this Stripe customer"
-    )
-    seat_types: list[SeatTypeContract] = Field(min_length=1, max_length=20)
-    invoice_now_threshold_days: int = Field(default=30, strict=True, ge=0, le=366)
-    proration_granularity: Granularity = Granularity.DAY
-    billing_timezone: str = "UTC"
-    extra_seats_allowed: bool = True
-
-    @field_validator("billing_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        if value not in available_timezones():
-            raise ValueError(f"unknown IANA time zone {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _link_or_create(self) -> RegisterSubscription:
-        if bool(self.stripe_subscription_id) == bool(self.stripe_customer_id):
-            raise ValueError("give exactly one of stripe_subscription_id or stripe_customer_id")
-        names = [seat.name for seat in self.seat_types]
-        if len(names) != len(set(names)):
-            raise ValueError("seat type names must be unique")
-        if self.stripe_customer_id and any(not s.stripe_price_id for s in self.seat_types):
-            raise ValueError("creating a subscription needs a stripe_price_id per seat type")
-        return self
 
 
 # --- seat requests -------------------------------------------------------------------------
@@ -297,7 +218,7 @@ class OutboxRecordView(BaseModel):
     id: int
     subscription_id: str
     seat_type_id: int
-    status: Literal["pending", "done", "dead"]
+    status: OutboxStatus
     target_quantity: int
     proration_behavior: str
     changed_at: datetime

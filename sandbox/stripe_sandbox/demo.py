@@ -1,7 +1,9 @@
-"""`seatsync demo`: the connector and a local Stripe sandbox on this machine, no account.
+"""`seatsync-demo`: the connector and a local Stripe sandbox on this machine, no account.
 
 The sandbox is a fake Stripe kept in memory (a test and demo tool, never real money), so
-the demo database is created afresh each run to match it.
+the demo database is created afresh each run to match it.  The one module of
+``stripe_sandbox`` that imports the connector (never the other way round): it needs
+seatsync installed beside this package (scripts/bootstrap installs both).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ account.  Entry points:
 - :func:`stripe_sandbox.responses_adapter.install` - serve it to stripe-python
   through ``responses`` in tests;
 - :func:`stripe_sandbox.server.create_sandbox_app` / ``serve`` - serve it over
-  HTTP on loopback (``seatsync stripe-sandbox``).
+  HTTP on loopback (the ``stripe-sandbox`` command);
+- ``seatsync-demo`` (:mod:`stripe_sandbox.demo`) - the connector against a local
+  sandbox, the one module here that imports the connector.
 
 The connector itself must never import this package (import-linter enforces it).
 """

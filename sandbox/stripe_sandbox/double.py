@@ -7,6 +7,11 @@ clock that only moves when a test moves it.  On top it offers what a test
 needs and Stripe cannot give: fault injection (including "the write was applied
 but the response was lost"), a record of every request, armed payment
 failures, and signed webhook deliveries.
+
+Longer than the sandbox's other modules on purpose: :meth:`StripeDouble.request`
+is the one place where the order of authentication, fault injection, idempotent
+replay and rollback is decided, and the test controls beside it act on exactly
+that state; the billing rules live in :mod:`stripe_sandbox.state`.
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from stripe_sandbox.calendar_math import iso
-from stripe_sandbox.engine import ArmedFailure, Engine
 from stripe_sandbox.errors import StripeError
 from stripe_sandbox.form import Params, decode_form, decode_pairs
 from stripe_sandbox.objects import Json
 from stripe_sandbox.routes import dispatch
+from stripe_sandbox.state import ArmedFailure, StripeState
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +139,7 @@ class StripeDouble:
         *,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.engine = Engine(now, api_version)
+        self.state = StripeState(now, api_version)
         self.webhook_secret = webhook_secret
         self.api_version = api_version
         self.wall_clock = wall_clock
@@ -148,18 +153,18 @@ class StripeDouble:
     @property
     def now(self) -> int:
         """The double's clock (unix seconds); assigning moves it forward like ``advance_to``."""
-        return self.engine.now
+        return self.state.now
 
     @now.setter
     def now(self, ts: int) -> None:
-        self.engine.advance_to(ts)
+        self.state.advance_to(ts)
 
     def advance_to(self, ts: int) -> None:
         """Move the clock to ``ts``; renewals and auto-finalizations on the way happen."""
-        self.engine.advance_to(ts)
+        self.state.advance_to(ts)
 
     def advance(self, seconds: int) -> None:
-        self.engine.advance_to(self.engine.now + seconds)
+        self.state.advance_to(self.state.now + seconds)
 
     # --- test controls -----------------------------------------------------------
 
@@ -201,14 +206,14 @@ class StripeDouble:
 
     def fail_next_payments(self, times: int = 1, customer: str | None = None) -> None:
         """Decline the next ``times`` automatic payment attempts (of ``customer``, or anyone)."""
-        self.engine.books.payment_failures.append(ArmedFailure(customer, times))
+        self.state.books.payment_failures.append(ArmedFailure(customer, times))
 
     def receive_payment(self, invoice_id: str, amount: int) -> Json:
         """Simulate money arriving through Stripe for an open invoice (may overpay)."""
-        inv = self.engine.invoice(invoice_id)
-        self.engine.request = (None, None)
-        self.engine.receive_payment(inv, amount)
-        return self.engine.invoice_json(inv)
+        inv = self.state.invoice(invoice_id)
+        self.state.request = (None, None)
+        self.state.receive_payment(inv, amount)
+        return self.state.invoice_json(inv)
 
     def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
         """Recorded requests matching ``method`` and ``path_regex`` (fullmatch)."""
@@ -261,7 +266,7 @@ class StripeDouble:
             request_id=request_id,
             api_key=api_key,
             stripe_version=hdrs.get("stripe-version"),
-            time=self.engine.now,
+            time=self.state.now,
         )
         self.requests.append(record)
 
@@ -359,22 +364,22 @@ class StripeDouble:
         self, method: str, path: str, params: Params, request_id: str, idem_key: str | None
     ) -> tuple[int, Json]:
         """Run one request atomically: on any error the state is rolled back."""
-        snap = self.engine.snapshot()
-        self.engine.request = (request_id, idem_key)
+        snap = self.state.snapshot()
+        self.state.request = (request_id, idem_key)
         try:
-            result = dispatch(self.engine, method, path, params)
+            result = dispatch(self.state, method, path, params)
         except StripeError as err:
-            self.engine.restore(snap)
+            self.state.restore(snap)
             return err.status, err.body()
         except Exception:  # a sandbox bug must not take the connector's test run down
             log.exception("stripe_sandbox: internal error on %s %s", method, path)
-            self.engine.restore(snap)
+            self.state.restore(snap)
             return 500, StripeError(
                 500, "Internal sandbox error (see the log).", type="api_error"
             ).body()
         finally:
-            self.engine.request = (None, None)
-        self.engine.commit(snap)
+            self.state.request = (None, None)
+        self.state.commit(snap)
         return 200, result
 
     # --- events and webhooks -----------------------------------------------------------
@@ -382,7 +387,7 @@ class StripeDouble:
     @property
     def events(self) -> list[Json]:
         """All recorded events, oldest first."""
-        return [self.engine.event_json(e) for e in self.engine.events]
+        return [self.state.event_json(e) for e in self.state.events]
 
     def sign(self, payload: bytes, timestamp: int | None = None) -> str:
         """A ``Stripe-Signature`` header for ``payload``, signed now (wall clock).
@@ -397,10 +402,10 @@ class StripeDouble:
     def take_webhook_deliveries(self) -> list[tuple[bytes, str]]:
         """Undelivered events as ``(raw JSON body, Stripe-Signature header)``, oldest first."""
         out: list[tuple[bytes, str]] = []
-        for evt in self.engine.events:
+        for evt in self.state.events:
             if evt.delivered:
                 continue
-            payload = json.dumps(self.engine.event_json(evt), indent=2).encode()
+            payload = json.dumps(self.state.event_json(evt), indent=2).encode()
             evt.delivered = True
             out.append((payload, self.sign(payload)))
         return out
@@ -409,7 +414,7 @@ class StripeDouble:
 
     def state_overview(self) -> Json:
         """A human-readable summary of the sandbox (for ``GET /_sandbox/state``)."""
-        b = self.engine.books
+        b = self.state.books
         subs = []
         for s in b.subscriptions.values():
             items = []
@@ -475,8 +480,8 @@ class StripeDouble:
         ]
         return {
             "note": "stripe_sandbox: a test/demo Stripe double - no real money",
-            "now": self.engine.now,
-            "now_iso": iso(self.engine.now),
+            "now": self.state.now,
+            "now_iso": iso(self.state.now),
             "customers": [
                 {
                     "id": c.id,
@@ -490,8 +495,8 @@ class StripeDouble:
             "subscriptions": subs,
             "invoices": invoices,
             "pending_invoice_items": pending,
-            "events": len(self.engine.events),
-            "undelivered_events": sum(1 for e in self.engine.events if not e.delivered),
+            "events": len(self.state.events),
+            "undelivered_events": sum(1 for e in self.state.events if not e.delivered),
         }
 
 

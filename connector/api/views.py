@@ -23,11 +23,7 @@ from connector.adapters.repository import (
     period_of,
     terms_of,
 )
-from connector.domain import seats as domain
-from connector.domain.proration import ProrationBehavior, period_containing
-from connector.domain.seats import SeatRefusal
-from connector.errors import Conflict, NotFound
-from connector.schemas import (
+from connector.api.schemas import (
     HolderCounts,
     LedgerEntryView,
     LedgerPage,
@@ -36,6 +32,11 @@ from connector.schemas import (
     Quote,
     SeatTypeView,
 )
+from connector.domain import seats as domain
+from connector.domain.proration import ProrationBehavior, period_containing
+from connector.domain.seats import SeatRefusal
+from connector.domain.states import OutboxStatus
+from connector.errors import Conflict, NotFound
 from connector.services.seats import charge_for
 
 
@@ -68,7 +69,10 @@ def _pending(session: Session, seat_type: SeatType) -> int:
         session.scalar(
             select(func.count())
             .select_from(OutboxRecord)
-            .where(OutboxRecord.seat_type_id == seat_type.id, OutboxRecord.status == "pending")
+            .where(
+                OutboxRecord.seat_type_id == seat_type.id,
+                OutboxRecord.status == OutboxStatus.PENDING,
+            )
         )
         or 0
     )

@@ -8,9 +8,16 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from connector.adapters.models import Drift, Lease, OutboxRecord, StripeCall, Subscription
+from connector.adapters.models import (
+    RECONCILE_JOB,
+    Drift,
+    Lease,
+    OutboxRecord,
+    StripeCall,
+    Subscription,
+)
 from connector.adapters.repository import find_subscription
-from connector.schemas import (
+from connector.api.schemas import (
     DriftView,
     LastRun,
     OutboxRecordView,
@@ -18,9 +25,7 @@ from connector.schemas import (
     SubscriptionSync,
     SyncStatus,
 )
-
-RECONCILE_JOB = "job:reconcile"
-RENEWALS_JOB = "job:renewals"
+from connector.domain.states import OutboxStatus
 
 
 def _outbox_view(record: OutboxRecord) -> OutboxRecordView:
@@ -32,12 +37,12 @@ def sync_status(session: Session, now: datetime, subscription_id: str | None = N
         return column == subscription_id if subscription_id else true()
 
     pending = select(OutboxRecord).where(
-        OutboxRecord.status == "pending", scope(OutboxRecord.subscription_id)
+        OutboxRecord.status == OutboxStatus.PENDING, scope(OutboxRecord.subscription_id)
     )
     count = session.scalar(select(func.count()).select_from(pending.subquery())) or 0
     oldest = session.scalar(
         select(func.min(OutboxRecord.changed_at)).where(
-            OutboxRecord.status == "pending", scope(OutboxRecord.subscription_id)
+            OutboxRecord.status == OutboxStatus.PENDING, scope(OutboxRecord.subscription_id)
         )
     )
     retrying = (
@@ -45,7 +50,7 @@ def sync_status(session: Session, now: datetime, subscription_id: str | None = N
             select(func.count())
             .select_from(OutboxRecord)
             .where(
-                OutboxRecord.status == "pending",
+                OutboxRecord.status == OutboxStatus.PENDING,
                 OutboxRecord.attempts > 0,
                 scope(OutboxRecord.subscription_id),
             )
@@ -66,7 +71,7 @@ def sync_status(session: Session, now: datetime, subscription_id: str | None = N
     )
     dead = session.scalars(
         select(OutboxRecord)
-        .where(OutboxRecord.status == "dead", scope(OutboxRecord.subscription_id))
+        .where(OutboxRecord.status == OutboxStatus.DEAD, scope(OutboxRecord.subscription_id))
         .order_by(OutboxRecord.id.desc())
         .limit(100)
     ).all()

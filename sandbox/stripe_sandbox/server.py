@@ -1,4 +1,4 @@
-"""Serve a :class:`StripeDouble` over HTTP on loopback (``seatsync stripe-sandbox``).
+"""Serve a :class:`StripeDouble` over HTTP on loopback (the ``stripe-sandbox`` command).
 
 Part of ``stripe_sandbox``, a TEST AND DEMO TOOL: a fake Stripe that accepts any
 ``sk_test_`` key and moves no money.  Point the connector's ``api_base`` at it

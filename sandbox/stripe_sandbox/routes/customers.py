@@ -1,0 +1,121 @@
+"""Routes for ``/v1/customers`` and their balance transactions.
+
+Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stripe_sandbox.errors import StripeError
+from stripe_sandbox.form import Params, check_known, metadata_update, opt_str, req_int, req_str
+from stripe_sandbox.objects import Json
+from stripe_sandbox.routes.registry import (
+    created_filter,
+    metadata_of,
+    newest_first,
+    paginate,
+    route,
+)
+from stripe_sandbox.state import StripeState
+
+
+@route("POST", r"/v1/customers")
+def create_customer(state: StripeState, _m: re.Match[str], p: Params) -> Json:
+    check_known(p, ["email", "name", "metadata", "test_clock", "description"])
+    clock = opt_str(p, "test_clock")
+    return state.customer_json(
+        state.create_customer(
+            email=opt_str(p, "email"),
+            name=opt_str(p, "name"),
+            metadata=metadata_of(p),
+            test_clock=clock,
+            description=opt_str(p, "description"),
+        )
+    )
+
+
+@route("GET", r"/v1/customers/(?P<id>[^/]+)")
+def get_customer(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, [])
+    return state.customer_json(state.customer(m["id"]))
+
+
+@route("POST", r"/v1/customers/(?P<id>[^/]+)")
+def update_customer(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, ["email", "name", "metadata", "description"])
+    c = state.customer(m["id"])
+    before = state.customer_json(c)
+    if "email" in p:
+        c.email = opt_str(p, "email") or None
+    if "name" in p:
+        c.name = opt_str(p, "name") or None
+    if "description" in p:
+        c.description = opt_str(p, "description") or None
+    c.metadata = metadata_update(c.metadata, p)
+    after = state.customer_json(c)
+    state.emit("customer.updated", after, {k: v for k, v in before.items() if after[k] != v})
+    return after
+
+
+@route("GET", r"/v1/customers")
+def list_customers(state: StripeState, _m: re.Match[str], p: Params) -> Json:
+    check_known(p, ["limit", "starting_after", "ending_before", "email", "created"])
+    email = opt_str(p, "email")
+    created = created_filter(p)
+    custs = [
+        c
+        for c in newest_first(list(state.books.customers.values()))
+        if (email is None or c.email == email) and created(c.created)
+    ]
+    return paginate([state.customer_json(c) for c in custs], p, "/v1/customers")
+
+
+@route("POST", r"/v1/customers/(?P<id>[^/]+)/balance_transactions")
+def create_balance_transaction(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, ["amount", "currency", "description", "metadata"])
+    c = state.customer(m["id"])
+    amount = req_int(p, "amount")
+    currency = req_str(p, "currency").lower()
+    txn = state.add_balance_transaction(
+        c,
+        amount=amount,
+        currency=currency,
+        type_="adjustment",
+        description=opt_str(p, "description"),
+        metadata=metadata_of(p),
+    )
+    return state.balance_transaction_json(txn)
+
+
+@route("GET", r"/v1/customers/(?P<id>[^/]+)/balance_transactions")
+def list_balance_transactions(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, ["limit", "starting_after", "ending_before", "created", "invoice"])
+    c = state.customer(m["id"])
+    invoice = opt_str(p, "invoice")
+    created = created_filter(p)
+    txns = [
+        t
+        for t in newest_first(list(state.books.balance_transactions.values()))
+        if t.customer == c.id and (invoice is None or t.invoice == invoice) and created(t.created)
+    ]
+    return paginate(
+        [state.balance_transaction_json(t) for t in txns],
+        p,
+        f"/v1/customers/{c.id}/balance_transactions",
+    )
+
+
+@route("GET", r"/v1/customers/(?P<id>[^/]+)/balance_transactions/(?P<txn>[^/]+)")
+def get_balance_transaction(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, [])
+    c = state.customer(m["id"])
+    txn = state.books.balance_transactions.get(m["txn"])
+    if txn is None or txn.customer != c.id:
+        raise StripeError(
+            404,
+            f"No such customer balance transaction: '{m['txn']}'",
+            code="resource_missing",
+            param="id",
+        )
+    return state.balance_transaction_json(txn)

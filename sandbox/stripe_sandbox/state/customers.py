@@ -1,0 +1,79 @@
+"""Customers and their balance (credit and debit carried between invoices).
+
+Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
+"""
+
+from __future__ import annotations
+
+from stripe_sandbox.errors import bad_request
+from stripe_sandbox.objects import BalanceTransaction, Customer, customer_json
+from stripe_sandbox.state.base import previous_attributes
+from stripe_sandbox.state.catalogue import Catalogue
+
+
+class Customers(Catalogue):
+    """Creates customers and moves their balance."""
+
+    def create_customer(
+        self,
+        *,
+        email: str | None,
+        name: str | None,
+        metadata: dict[str, str],
+        test_clock: str | None,
+        description: str | None,
+    ) -> Customer:
+        cid = self.new_id("cus")
+        n = self.books.counters["cus"]
+        c = Customer(
+            id=cid,
+            created=self.now,
+            email=email,
+            name=name,
+            metadata=metadata,
+            invoice_prefix=f"SBX{n:05d}",
+            test_clock=test_clock,
+            description=description,
+        )
+        self.books.customers[cid] = c
+        self.emit("customer.created", customer_json(c))
+        return c
+
+    def add_balance_transaction(
+        self,
+        c: Customer,
+        *,
+        amount: int,
+        currency: str,
+        type_: str,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        invoice: str | None = None,
+    ) -> BalanceTransaction:
+        """Move the customer's balance (negative = credit) and record why."""
+        if c.currency is not None and c.currency != currency:
+            raise bad_request(
+                f"The currency {currency} does not match the customer's currency {c.currency}.",
+                param="currency",
+            )
+        before = customer_json(c)
+        c.currency = currency
+        c.balance += amount
+        txn = BalanceTransaction(
+            id=self.new_id("cbtxn"),
+            customer=c.id,
+            amount=amount,
+            currency=currency,
+            created=self.now,
+            ending_balance=c.balance,
+            type=type_,
+            description=description,
+            metadata=metadata or {},
+            invoice=invoice,
+        )
+        self.books.balance_transactions[txn.id] = txn
+        # Stripe has no ``customer.balance_transaction.created`` event: a balance
+        # change shows up as ``customer.updated`` with the previous balance.
+        after = customer_json(c)
+        self.emit("customer.updated", after, previous_attributes(before, after))
+        return txn
