@@ -41,6 +41,9 @@ from sync.context import DrainReport, LeaseLost, Run, StripeCallFailed, SyncCont
 
 log = logging.getLogger(__name__)
 
+# How often changes held behind a dead charge look again (ops' retry wakes them at once).
+HELD_BEHIND_DEAD_CHARGE = timedelta(minutes=5)
+
 SUBSCRIPTION_FAILURES = Counter(
     "seatsync_sync_subscription_failures_total", "Subscriptions whose sync failed unexpectedly"
 )
@@ -218,6 +221,19 @@ class OutboxDrain:
                 record_ids,
                 ctx.clock() + timedelta(seconds=30),
                 "waiting for Stripe to start the new period",
+            )
+            return
+
+        blocking = outbox.dead_charge(ctx, seat_type_id, item.period_start)
+        if blocking is not None:
+            # Planning never skips a refused charge: it would hand its seats out free.
+            outbox.postpone(
+                ctx,
+                record_ids,
+                ctx.clock() + HELD_BEHIND_DEAD_CHARGE,
+                f"held behind outbox record {blocking.id}, a charge of {blocking.charge_amount} "
+                "Stripe refused: ops retry it (POST /v1/ops/outbox/{id}/retry) or write it off "
+                "(POST /v1/ops/outbox/{id}/write-off)".replace("{id}", str(blocking.id)),
             )
             return
 

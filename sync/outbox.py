@@ -37,6 +37,23 @@ def pending_ids(ctx: SyncContext, subscription_id: str) -> list[int]:
     return [r.id for r in pending(ctx, subscription_id)]
 
 
+def dead_charge(ctx: SyncContext, seat_type_id: int, period_start: datetime) -> OutboxRecord | None:
+    """The oldest charge of this period Stripe refused and ops have not yet retried or
+    written off: the seat type's later changes wait behind it."""
+    with ctx.sessions() as session:
+        return session.scalars(
+            select(OutboxRecord)
+            .where(
+                OutboxRecord.seat_type_id == seat_type_id,
+                OutboxRecord.status == OutboxStatus.DEAD,
+                OutboxRecord.charge_amount > 0,
+                OutboxRecord.period_start == period_start,
+            )
+            .order_by(OutboxRecord.id)
+            .limit(1)
+        ).first()
+
+
 def settle_failure(
     ctx: SyncContext, record_ids: list[int], failure: StripeCallFailed, report: DrainReport
 ) -> None:

@@ -220,6 +220,9 @@ class OutboxRecord(Base):
     stripe_object_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the change charges (minor units, Stripe's arithmetic; negative for a credit): kept
+    # so a dead-lettered charge shows its exact amount until ops retry or write it off.
+    charge_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ApiKey(Base):
@@ -290,6 +293,18 @@ class Drift(Base):
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
     repaired: Mapped[bool] = mapped_column(Boolean, default=False)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Installation(Base):
+    """One row: this deployment's random id, made once. It namespaces the idempotency keys
+    the connector sends Stripe, so a restored database or a second deployment on the same
+    Stripe account never gets another's replayed answer."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    installation_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # Lease names of the periodic jobs that run once per cluster per interval.

@@ -354,7 +354,7 @@ class StripeClientPort:
             {"created": {"gte": int(since.timestamp())}, "limit": 100}
         )
         for obj in page.auto_paging_iter():
-            yield obj.to_dict()
+            yield obj.to_dict(for_json=True)  # decimals as the strings Stripe sent
 
 
 def call_stripe(what: str, call: Callable[[], T]) -> T:

@@ -9,10 +9,19 @@ from pydantic import BaseModel, Field
 
 from connector.adapters.repository import find_subscription
 from connector.adapters.stripe_port import call_stripe
-from connector.api.context import scoped, wiring
+from connector.api.context import run_change, scoped, wiring
 from connector.api.errors import COMMON_ERRORS
-from connector.api.schemas import ChangeHeaders, PathId, SubscriptionSync, SyncStatus
+from connector.api.schemas import (
+    ChangeHeaders,
+    ErrorBody,
+    OutboxRecordView,
+    PathId,
+    Strict,
+    SubscriptionSync,
+    SyncStatus,
+)
 from connector.api.sync_status import subscription_sync, sync_status
+from connector.services import dead_letters
 from connector.services.apikeys import Scope
 
 BP = "ops"
@@ -59,3 +68,35 @@ def resync(path: SubscriptionPath, header: ChangeHeaders) -> Response:
     with wiring().sessions() as session:
         view = subscription_sync(session, subscription_id, wiring().clock())
     return jsonify(view.model_dump(mode="json"))
+
+
+class OutboxPath(BaseModel):
+    id: int = Field(ge=1, le=2**62, description="the outbox record's id (see GET /v1/ops/sync)")
+
+
+class WriteOff(Strict):
+    reason: str = Field(min_length=3, max_length=500, description="why the charge is waived")
+
+
+@bp.post("/outbox/<id>/retry", responses={200: OutboxRecordView, 409: ErrorBody})
+@scoped(BP, Scope.OPS_WRITE)
+def retry_dead_letter(path: OutboxPath, header: ChangeHeaders) -> Response:
+    """Send a dead-lettered change again (a refused charge is planned from its own date, so
+    it charges the same amount), together with the changes of its seat type it held back."""
+    return run_change(
+        lambda session, ctx: OutboxRecordView.model_validate(
+            dead_letters.retry(session, ctx, path.id), from_attributes=True
+        )
+    )
+
+
+@bp.post("/outbox/<id>/write-off", responses={200: OutboxRecordView, 409: ErrorBody})
+@scoped(BP, Scope.OPS_WRITE)
+def write_off_dead_letter(path: OutboxPath, body: WriteOff, header: ChangeHeaders) -> Response:
+    """Waive a dead-lettered charge: its seats count as paid for the period and the ledger
+    records the waived amount with who waived it and why."""
+    return run_change(
+        lambda session, ctx: OutboxRecordView.model_validate(
+            dead_letters.write_off(session, ctx, path.id, body.reason), from_attributes=True
+        )
+    )

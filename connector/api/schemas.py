@@ -17,7 +17,7 @@ from connector.domain.proration import Granularity
 from connector.domain.seats import HolderState, Policy
 from connector.domain.states import OutboxStatus
 from connector.services.contracts import Name as Name
-from connector.services.contracts import Strict
+from connector.services.contracts import Strict as Strict
 from connector.services.contracts import StripeId as StripeId
 
 # Ids from callers: printable, no control characters (PostgreSQL refuses NUL in text).
@@ -226,6 +226,9 @@ class OutboxRecordView(BaseModel):
     next_attempt_at: datetime
     last_error: str | None
     stripe_object_ids: list[str]
+    charge_amount: int = Field(
+        description="what the change charges, minor units (a dead one still owes it)"
+    )
 
 
 class StripeCallView(BaseModel):

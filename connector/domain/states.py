@@ -2,10 +2,12 @@
 
 An outbox record is the change as the connector accepted it: PENDING until Stripe holds
 its quantity (DONE) or until it can never be sent (DEAD, kept with Stripe's answer and its
-amount for ops). Each Stripe write made for it is journalled as a call: SENDING before it
-leaves, then OK, REJECTED, or UNKNOWN when no definite answer came (settled on the next
-run: confirmed by Stripe's quantity or sent again with the same key), FAILED when an
-unanswered write is known not to have applied.
+amount for ops, who send it again — back to PENDING — or write it off: WRITTEN_OFF).
+
+Each Stripe write made for it is journalled as a call: SENDING before it leaves, then OK,
+REJECTED, or UNKNOWN when no definite answer came (settled on the next run: confirmed by
+Stripe's quantity or sent again with the same key), FAILED when an unanswered write is
+known not to have applied.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     DONE = "done"
     DEAD = "dead"
+    # A dead charge ops decided not to collect: its seats count as paid for the period.
+    WRITTEN_OFF = "written_off"
 
 
 class OutboxKind(StrEnum):

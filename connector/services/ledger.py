@@ -47,6 +47,7 @@ class StripeWork:
     period: Period
     kind: OutboxKind = OutboxKind.CHANGE
     changed_at: datetime | None = None  # default: when the change was recorded
+    charge_amount: int | None = None  # default: the change's expected charge
 
 
 def record(
@@ -75,6 +76,9 @@ def record(
             status=OutboxStatus.PENDING,
             attempts=0,
             next_attempt_at=change.at,
+            charge_amount=(
+                change.expected_charge if work.charge_amount is None else work.charge_amount
+            ),
             stripe_object_ids=[],
             created_at=change.at,
         )

@@ -4,6 +4,7 @@ on every path). Each test failed before its fix."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from stripe_sandbox.double import StripeDouble
 from tests.e2e.scenario import Scenario, at
@@ -33,3 +34,86 @@ def test_classic_mode_resent_decrease_then_increase_charges_only_the_new_seat(
     s.drain()
     assert [invoice.total for invoice in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
     assert s.item_quantity() == 13
+
+
+APRIL_14 = at(utc(2026, 4, 14, 9, 0))
+ONE_SEAT_FROM_APRIL_14 = 36500 * 262 // 365  # 26200
+
+
+def refuse_next_update(s: Scenario, double: StripeDouble) -> None:
+    double.inject_fault(
+        "POST",
+        rf"/v1/subscriptions/{s.stripe_sub.id}",
+        status=400,
+        error_code="parameter_invalid_integer",
+    )
+
+
+def dead_letters(s: Scenario) -> list[dict[str, Any]]:
+    status = s.client.get("/v1/ops/sync", headers=s.auth).json or {}
+    return list(status["dead"])
+
+
+def test_a_refused_charge_keeps_its_amount_and_no_later_change_or_resync_hands_it_out_free(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=10)
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    refuse_next_update(s, double)
+    assert s.sync.drain().records_dead == 1
+    [dead] = dead_letters(s)
+    assert dead["charge_amount"] == ONE_SEAT_FROM_MARCH_15
+
+    double.advance_to(APRIL_14)
+    s.post("licenses", 1)  # 12 licences, 10 paid: must not reach Stripe free
+    s.drain()
+    resync = s.client.post(f"/v1/ops/subscriptions/{s.id}/resync", headers=s.auth)
+    assert resync.status_code == 200, resync.json
+    s.drain()
+    assert s.item_quantity() == 10
+    assert s.new_invoices() == []
+
+    retried = s.client.post(
+        f"/v1/ops/outbox/{dead['id']}/retry", headers={**s.auth, "Idempotency-Key": "r-1"}
+    )
+    assert retried.status_code == 200, retried.json
+    s.drain()
+    # The refused charge from its own date, then the held one from its own: to the cent.
+    assert sorted(i.total for i in s.new_invoices()) == [
+        ONE_SEAT_FROM_APRIL_14,
+        ONE_SEAT_FROM_MARCH_15,
+    ]
+    assert s.item_quantity() == 12
+    assert dead_letters(s) == []
+
+
+def test_a_written_off_charge_is_waived_in_the_ledger_and_its_seats_reach_stripe_unbilled(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=10)
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    refuse_next_update(s, double)
+    s.sync.drain()
+    [dead] = dead_letters(s)
+    written_off = s.client.post(
+        f"/v1/ops/outbox/{dead['id']}/write-off",
+        json={"reason": "goodwill: onboarding delay"},
+        headers={**s.auth, "Idempotency-Key": "w-1"},
+    )
+    assert written_off.status_code == 200, written_off.json
+    assert written_off.json is not None and written_off.json["status"] == "written_off"
+    s.drain()
+    assert s.new_invoices() == []
+    assert s.item_quantity() == 11
+    ledger = s.client.get(f"/v1/subscriptions/{s.id}/ledger", headers=s.auth).json or {}
+    [waiver] = [e for e in ledger["data"] if e["action"] == "write_off"]
+    assert waiver["expected_charge"]["amount"] == -ONE_SEAT_FROM_MARCH_15
+    assert "goodwill" in waiver["reason"]
+    again = s.client.post(
+        f"/v1/ops/outbox/{dead['id']}/write-off",
+        json={"reason": "twice"},
+        headers={**s.auth, "Idempotency-Key": "w-2"},
+    )
+    assert again.status_code == 409

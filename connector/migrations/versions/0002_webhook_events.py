@@ -86,9 +86,7 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_entries")),
-        sa.UniqueConstraint(
-            "source", "stripe_invoice_id", name=op.f("uq_credit_entries_source")
-        ),
+        sa.UniqueConstraint("source", "stripe_invoice_id", name=op.f("uq_credit_entries_source")),
     )
     with op.batch_alter_table("credit_entries", schema=None) as batch_op:
         batch_op.create_index(
@@ -104,9 +102,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=True),
         sa.Column("cash_balance", sa.JSON(), nullable=True),
         sa.Column("balance_seen_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "stripe_customer_id", name=op.f("pk_stripe_customer_balances")
-        ),
+        sa.PrimaryKeyConstraint("stripe_customer_id", name=op.f("pk_stripe_customer_balances")),
     )
 
 
