@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -177,7 +178,9 @@ def measure_lag(
             sub = rng.choice(subs)
             started = time.perf_counter()
             web.post(
-                f"/v1/subscriptions/{sub}/seats/users/licenses", json={"quantity": 1}, headers=auth
+                f"/v1/subscriptions/{sub}/seats/users/licenses",
+                json={"quantity": 1},
+                headers={**auth, "Idempotency-Key": f"bench-{uuid.uuid4()}"},
             )
             while True:
                 with sessions() as session:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 
 from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
@@ -18,7 +17,7 @@ from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
 from connector.api.schemas import ErrorBody
 from connector.config import Settings
-from sync.worker import WEBHOOK_EVENTS_JOB, Jobs, start_background, wake
+from sync.worker import Jobs, start_background
 from webhooks import ops_api
 from webhooks.handlers import HandlerContext
 from webhooks.processing import process_due_events
@@ -66,11 +65,15 @@ def create_app(
     jobs = Jobs.build(sessions, port, clock, settings.sync)
     app.extensions["seatsync_webhook_context"] = wire_webhooks(jobs)
     app.extensions["seatsync"] = Wiring(
-        settings=settings, sessions=sessions, stripe=port, clock=clock, resync=jobs.resync
+        settings=settings,
+        sessions=sessions,
+        stripe=port,
+        clock=clock,
+        resync=jobs.resync,
+        key_prefix=jobs.outbox_drain.ctx.key_prefix,
     )
     if settings.sync.run_in_web if run_jobs is None else run_jobs:
         app.extensions["seatsync_scheduler"] = start_background(jobs)
-    scheduler = app.extensions.get("seatsync_scheduler")
     install_receiver(
         app,
         ReceiverWiring(
@@ -78,7 +81,6 @@ def create_app(
             tolerance_seconds=settings.stripe.webhook_tolerance_seconds,
             sessions=sessions,
             clock=clock,
-            on_stored=None if scheduler is None else partial(wake, scheduler, WEBHOOK_EVENTS_JOB),
         ),
     )
     install_request_hooks(app)

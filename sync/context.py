@@ -15,6 +15,7 @@ from typing import TypeVar
 import stripe
 
 from connector.adapters.database import SessionFactory
+from connector.adapters.installation import KeyPrefix
 from connector.adapters.stripe_errors import StripeErrorKind, classify
 from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
@@ -68,9 +69,12 @@ class SyncContext:
     worker_id: str
     jitter: Callable[[], float] = random.random
     rate: TokenBucket = field(init=False)
+    # Namespaces every idempotency key sent to Stripe (see connector.adapters.installation).
+    key_prefix: KeyPrefix = field(init=False)
 
     def __post_init__(self) -> None:
         self.rate = TokenBucket(self.settings.max_requests_per_second)
+        self.key_prefix = KeyPrefix(self.sessions)
 
     @property
     def lease_ttl(self) -> timedelta:

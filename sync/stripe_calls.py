@@ -45,7 +45,9 @@ def quantity_request(
 
 def record_before_sending(
     ctx: SyncContext, run: Run, seat_type_id: int, item: StripeItem, update: QuantityUpdate
-) -> int:
+) -> tuple[int, str]:
+    """Journal the write; returns its id and its idempotency key."""
+    prefix = ctx.key_prefix()  # before the transaction: the first use may write it
     with ctx.sessions.begin() as session:
         call = StripeCall(
             subscription_id=run.subscription_id,
@@ -68,8 +70,8 @@ def record_before_sending(
         )
         session.add(call)
         session.flush()
-        call.idempotency_key = f"seatsync-call-{call.id}"
-        return call.id
+        call.idempotency_key = f"{prefix}-call-{call.id}"
+        return call.id, call.idempotency_key
 
 
 def send_update(
@@ -78,8 +80,8 @@ def send_update(
     """Journal, send and settle one quantity update; returns how many records it settled.
     Raises StripeCallFailed (journalled) when Stripe refuses or does not answer."""
     ctx.hold_lease(run)
-    call_id = record_before_sending(ctx, run, seat_type_id, item, update)
-    return _send(ctx, run, call_id, seat_type_id, item, update, f"seatsync-call-{call_id}")
+    call_id, key = record_before_sending(ctx, run, seat_type_id, item, update)
+    return _send(ctx, run, call_id, seat_type_id, item, update, key)
 
 
 def _send(
@@ -278,7 +280,7 @@ def invoice_pending(
                 StripeCall.outcome == CallOutcome.OK,
             )
         )
-    key = f"seatsync-invoice-{subscription_id}-{made}"
+    key = f"{ctx.key_prefix()}-invoice-{subscription_id}-{made}"
     outcome, error, invoice_id = CallOutcome.OK, None, None
     retryable = False
     try:

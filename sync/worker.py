@@ -130,11 +130,6 @@ class Jobs:
 WEBHOOK_EVENTS_JOB = "webhook_events"
 
 
-def wake(scheduler: BaseScheduler, job_id: str) -> None:
-    """Run an interval job as soon as possible (e.g. right after a webhook was stored)."""
-    scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-
-
 def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:

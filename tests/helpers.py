@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,3 +24,8 @@ class Database:
 
     def engine(self) -> Engine:
         return make_engine(self.url)
+
+
+def buying(headers: dict[str, str]) -> dict[str, str]:
+    """Headers for a request that can charge money: a fresh Idempotency-Key is required."""
+    return {**headers, "Idempotency-Key": f"test-{uuid.uuid4()}"}

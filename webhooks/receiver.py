@@ -46,8 +46,6 @@ class ReceiverWiring:
     tolerance_seconds: int
     sessions: SessionFactory
     clock: Callable[[], datetime]
-    # Called after a new event is stored (wakes the processing job); never fails a delivery.
-    on_stored: Callable[[], None] | None = None
 
 
 def install_receiver(app: Flask, wiring: ReceiverWiring) -> None:
@@ -136,9 +134,4 @@ def receive_stripe_event() -> Response:
     except InvalidEvent as error:
         return _refuse(400, "invalid_event", f"not a Stripe event: {error}")
     duplicate = store_event(wiring.sessions, event, wiring.clock())
-    if not duplicate and wiring.on_stored is not None:
-        try:
-            wiring.on_stored()
-        except Exception:  # the event is stored: the scheduled job will handle it
-            log.exception("could not wake the webhook processing after storing %s", event.id)
     return jsonify({"received": True, "duplicate": duplicate})

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import IdempotentRequest
 from connector.adapters.stripe_port import StripePort
-from connector.api.errors import error_response
+from connector.api.errors import KEY_REQUIRED, error_response
 from connector.config import Settings
+from connector.errors import ServiceError
 from connector.services.apikeys import Scope, find_key
 from connector.services.seats import Actor, ChangeContext
 
@@ -41,6 +42,8 @@ class Wiring:
     # Reconcile one subscription with Stripe and send what is pending (ops' resync). Given by
     # the composition root (connector.app), so the API never imports the sync.
     resync: Callable[[str], None]
+    # `seatsync-<installation id>`: the start of every idempotency key sent to Stripe.
+    key_prefix: Callable[[], str]
 
 
 def wiring() -> Wiring:
@@ -147,6 +150,32 @@ def _replay(session: Session, key: str) -> Response | None:
     response.status_code = stored.status_code
     response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def require_idempotency_key() -> str:
+    """Requests that can charge money refuse to run without a key (a client's blind retry
+    would otherwise charge twice)."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise ServiceError("idempotency_key_required", KEY_REQUIRED)
+    return key
+
+
+def stripe_idempotency_key(purpose: str, key: str) -> str:
+    """The key sent to Stripe for a request's own Stripe write: this installation's prefix,
+    then a digest of the caller's key scoped to its API key (at most ~90 characters)."""
+    digest = hashlib.sha256(f"{actor().key_id}:{key}".encode()).hexdigest()[:40]
+    return f"{wiring().key_prefix()}-{purpose}-{digest}"
+
+
+def replay_if_repeated() -> Response | None:
+    """Before a request calls Stripe itself: the stored answer to its key (or a 409 if the
+    key came with another body), so a repeat never reaches Stripe."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    with wiring().sessions() as session:
+        return _replay(session, key)
 
 
 # PostgreSQL's "try again" answers: a deadlock victim, a serialization failure.

@@ -14,6 +14,12 @@ from werkzeug.exceptions import HTTPException
 from connector.api.schemas import ErrorBody
 from connector.errors import ServiceError
 
+KEY_REQUIRED = (
+    "this request can charge money: send an Idempotency-Key header (any string unique to "
+    "this purchase, up to 255 characters, e.g. a UUID) and send the same key if you retry, "
+    "so a retry never charges twice"
+)
+
 log = logging.getLogger(__name__)
 
 # What any /v1 route may answer besides its own successes (documented in the OpenAPI).
@@ -34,6 +40,8 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 def validation_error_response(error: ValidationError) -> Response:
     """flask-openapi3's hook for a body, path or query that fails its model."""
     problems = error.errors(include_url=False, include_context=False, include_input=False)
+    if any(p["type"] == "missing" and p["loc"][-1:] == ("Idempotency-Key",) for p in problems):
+        return error_response(400, "idempotency_key_required", KEY_REQUIRED)
     first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"]) or "body"
     message = f"{where}: {first['msg']}"

@@ -50,7 +50,22 @@ class ChangeHeaders(BaseModel):
         min_length=1,
         max_length=255,
         description="repeat the request with the same key and body: the first response is "
-        "returned again and nothing changes; the same key with another body is a 409",
+        "returned again and nothing changes; the same key with another body is a 409. "
+        "Required (400 without it) on requests that can charge money: buying licences and "
+        "registering with subscription creation",
+    )
+
+
+class ChargeHeaders(BaseModel):
+    """Headers of a request that can charge money: the key is required."""
+
+    idempotency_key: str = Field(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="required: this request can charge money. Any string unique to the "
+        "purchase (e.g. a UUID); send the same key when you retry, and the first response is "
+        "returned again without charging twice. The same key with another body is a 409",
     )
 
 

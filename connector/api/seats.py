@@ -12,11 +12,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from connector.api import views
-from connector.api.context import run_change, scoped, wiring
+from connector.api.context import (
+    replay_if_repeated,
+    require_idempotency_key,
+    run_change,
+    scoped,
+    stripe_idempotency_key,
+    wiring,
+)
 from connector.api.errors import COMMON_ERRORS
 from connector.api.schemas import (
     AssignHolder,
     ChangeHeaders,
+    ChargeHeaders,
     ErrorBody,
     GroupChange,
     GroupStateRequest,
@@ -96,9 +104,15 @@ def _check_quantity(quantity: int) -> None:
 @bp.post("", responses={201: PlanView, 409: ErrorBody})
 @scoped(BP, Scope.SEATS_WRITE)
 def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> Response:
-    """Register a contract: link an existing Stripe subscription, or create one for a customer."""
+    """Register a contract: link an existing Stripe subscription, or create one for a customer.
+    Creating one needs an `Idempotency-Key` (it can charge money)."""
 
-    in_stripe = registration.fetch_or_create(wiring().stripe, body, header.idempotency_key)
+    if (replayed := replay_if_repeated()) is not None:
+        return replayed
+    stripe_key = None
+    if body.stripe_customer_id is not None:  # creating a subscription charges money
+        stripe_key = stripe_idempotency_key("register", require_idempotency_key())
+    in_stripe = registration.fetch_or_create(wiring().stripe, body, stripe_key)
 
     def change(session: Session, ctx: ChangeContext) -> PlanView:
         subscription = registration.register_subscription(session, ctx, body, in_stripe)
@@ -119,8 +133,10 @@ def get_plan_view(path: SubscriptionPath) -> Response:
 
 @bp.post("/<id>/seats/<seat_type>/licenses", responses=CHANGE_RESPONSES)
 @scoped(BP, Scope.SEATS_WRITE)
-def buy_licences(path: SeatPath, body: QuantityRequest, header: ChangeHeaders) -> Response:
-    """Buy `quantity` licences. Above the period's paid peak they are charged pro rata."""
+def buy_licences(path: SeatPath, body: QuantityRequest, header: ChargeHeaders) -> Response:
+    """Buy `quantity` licences. Above the period's paid peak they are charged pro rata.
+    Needs an `Idempotency-Key` (it can charge money)."""
+    require_idempotency_key()
     _check_quantity(body.quantity)
     return run_change(
         lambda session, ctx: _seat_change(

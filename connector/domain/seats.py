@@ -21,20 +21,31 @@ class HolderState(StrEnum):
     ARCHIVED = "archived"
 
 
+class BilledPer(StrEnum):
+    """What one licence of a seat type is for (seed 004)."""
+
+    USER = "user"  # holders are users (or numbers, ...)
+    TEAM = "team"  # team licences (variant 1): holders are teams, their ids are team ids
+
+
 def occupies_licence(
     state: HolderState,
     groups: Iterable[str] = (),
     *,
     membership_required: bool = False,
     archived_groups: Container[str] = frozenset(),
+    team_id: str | None = None,
 ) -> bool:
     """Whether a holder takes a licence.
 
     Only active holders do (seed 003: 10 licences, 8 active users = 2 free). Under user
     licences billed by team membership (seed 004, variant 2) an active holder also needs
-    at least one group (team) that is not archived.
+    at least one group (team) that is not archived. Under team licences (variant 1) the
+    holder is the team `team_id` itself: an archived team takes no licence.
     """
     if state is not HolderState.ACTIVE:
+        return False
+    if team_id is not None and team_id in archived_groups:
         return False
     if not membership_required:
         return True

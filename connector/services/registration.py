@@ -61,12 +61,12 @@ class StripeContract:
 
 
 def fetch_or_create(
-    port: StripePort, body: RegisterSubscription, idempotency_key: str | None
+    port: StripePort, body: RegisterSubscription, stripe_key: str | None
 ) -> StripeContract:
     """The subscription to link (or a new one) and what its items were billed: after a
     decrease pushed without proration, Stripe holds less than it billed — and in flexible
     mode credits what it billed — so the paid quantity is the larger of the two."""
-    stripe_sub = _fetch_or_create(port, body, idempotency_key)
+    stripe_sub = _fetch_or_create(port, body, stripe_key)
     billed = {
         item.stripe_subscription_item_id: call_stripe(
             f"invoices of {stripe_sub.stripe_subscription_id}",
@@ -78,11 +78,12 @@ def fetch_or_create(
 
 
 def _fetch_or_create(
-    port: StripePort, body: RegisterSubscription, idempotency_key: str | None
+    port: StripePort, body: RegisterSubscription, stripe_key: str | None
 ) -> StripeSubscription:
     """Read the subscription to link, or create it. Called outside any database
-    transaction (no lock is held while Stripe answers). Creating uses an idempotency key
-    derived from the request's, so a retried request gets the same subscription back."""
+    transaction (no lock is held while Stripe answers). Creating needs `stripe_key`, derived
+    from the request's Idempotency-Key, so a retried request gets the same subscription
+    back instead of a second one."""
     if body.stripe_subscription_id:
         return call_stripe(
             f"subscription {body.stripe_subscription_id}",
@@ -92,7 +93,12 @@ def _fetch_or_create(
         (seat.stripe_price_id or "", at_least_floor(seat.floor, seat.licences or 0))
         for seat in body.seat_types
     ]
-    key = f"seatsync-register-{idempotency_key or new_id('req')}"
+    if stripe_key is None:
+        raise Invalid(
+            "idempotency_key_required",
+            "creating a subscription charges money: send an Idempotency-Key header",
+        )
+    key = stripe_key
     return call_stripe(
         f"creating a subscription for {body.stripe_customer_id}",
         lambda: port.create_subscription(body.stripe_customer_id or "", quantities, key),

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
 from tests import stripe_setup
+from tests.helpers import buying
 
 
 def at(moment: datetime) -> int:
@@ -55,10 +56,11 @@ class Scenario:
         self.initial_invoices = {i.id for i in self.invoices()}
 
     def post(self, path: str, quantity: int) -> dict[str, Any]:
+        charging = path == "licenses"  # buying can charge money: it needs a key
         response = self.client.post(
             f"/v1/subscriptions/{self.id}/seats/users/{path}",
             json={"quantity": quantity},
-            headers=self.auth,
+            headers=buying(self.auth) if charging else self.auth,
         )
         assert response.status_code == 200, response.json
         body: dict[str, Any] = response.json  # type: ignore[assignment]

@@ -13,7 +13,7 @@ from stripe_sandbox.double import StripeDouble
 from sync.worker import Jobs
 from tests import stripe_setup
 from tests.e2e.scenario import Scenario, at
-from tests.helpers import utc
+from tests.helpers import buying, utc
 
 SEAT_YEAR = 36500  # 365.00 a seat a year: 100 a day
 NEW_YEAR = at(utc(2027, 1, 1))
@@ -151,7 +151,7 @@ def test_a_change_after_stripe_cancelled_at_period_end_does_not_stay_pending(
     view = client.get(f"/v1/subscriptions/{s.id}", headers=auth).json or {}
     assert view["status"] == "canceled"
     refused = client.post(
-        f"/v1/subscriptions/{s.id}/seats/users/licenses", json={"quantity": 1}, headers=auth
+        f"/v1/subscriptions/{s.id}/seats/users/licenses", json={"quantity": 1}, headers=buying(auth)
     )
     assert refused.status_code == 409
 
@@ -190,7 +190,7 @@ def test_linking_after_a_decrease_without_proration_counts_what_stripe_billed(
         client.post(
             f"/v1/subscriptions/{registered['id']}/seats/users/licenses",
             json={"quantity": 1},
-            headers=auth,
+            headers=buying(auth),
         ).json
         or {}
     )

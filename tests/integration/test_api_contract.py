@@ -10,6 +10,7 @@ import stripe
 from flask.testing import FlaskClient
 
 from connector.services.apikeys import Scope
+from tests.helpers import buying
 from tests.integration.test_seat_api import link, seat
 
 
@@ -39,7 +40,7 @@ def test_key_without_the_scope_is_403_and_changes_nothing(
     assert client.get(path, headers=reader).status_code == 200
     refused = client.post(f"{path}/seats/users/licenses", json={"quantity": 1}, headers=reader)
     assert refused.status_code == 403
-    assert seat(client.get(path, headers=auth).json or {})["licences"] == 3
+    assert seat(client.get(path, headers=buying(auth)).json or {})["licences"] == 3
 
 
 def test_scope_is_checked_before_the_body(
@@ -117,7 +118,8 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(
     code: str,
 ) -> None:
     path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
-    response = client.post(path, data=body, headers={**auth, "Content-Type": content_type})
+    headers = {**buying(auth), "Content-Type": content_type}
+    response = client.post(path, data=body, headers=headers)
     assert response.status_code == status, response.json
     error = (response.json or {})["error"]
     assert error["code"] == code
@@ -130,7 +132,7 @@ def test_absurd_quantity_is_refused_with_a_reason(
     client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
 ) -> None:
     path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
-    response = client.post(path, json={"quantity": 50_000}, headers=auth)
+    response = client.post(path, json={"quantity": 50_000}, headers=buying(auth))
     assert response.status_code == 422
     assert response.json["error"]["code"] == "quantity_too_large"  # type: ignore[index]
 
@@ -145,7 +147,8 @@ def test_absurd_quantity_is_refused_with_a_reason(
 def test_unknown_subscription_or_seat_type_is_404(
     client: FlaskClient, auth: dict[str, str], contract: dict[str, Any], path: str, code: str
 ) -> None:
-    response = client.post(path.format(id=contract["id"]), json={"quantity": 1}, headers=auth)
+    url = path.format(id=contract["id"])
+    response = client.post(url, json={"quantity": 1}, headers=buying(auth))
     assert response.status_code == 404
     assert response.json["error"]["code"] == code  # type: ignore[index]
 

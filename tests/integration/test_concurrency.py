@@ -10,6 +10,7 @@ from typing import Any
 import stripe
 from flask.testing import FlaskClient
 
+from tests.helpers import buying
 from tests.integration.test_seat_api import link, seat
 
 THREADS = 16
@@ -58,7 +59,7 @@ def test_parallel_purchases_are_all_counted(
     path = f"/v1/subscriptions/{view['id']}/seats/users/licenses"
 
     def buy() -> int:
-        return app.test_client().post(path, json={"quantity": 1}, headers=auth).status_code
+        return app.test_client().post(path, json={"quantity": 1}, headers=buying(auth)).status_code
 
     assert run_together([buy] * THREADS) == Counter({200: THREADS})
     users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
@@ -97,7 +98,7 @@ def test_parallel_changes_to_two_seat_types_at_a_period_roll_over_do_not_deadloc
     double: Any,
 ) -> None:
     from tests import stripe_setup
-    from tests.helpers import utc
+    from tests.helpers import buying, utc
 
     users, numbers = stripe_setup.price(stripe_client, 1000), stripe_setup.price(stripe_client, 500)
     sub = stripe_setup.subscription(stripe_client, [(users, 2), (numbers, 2)])
@@ -119,7 +120,9 @@ def test_parallel_changes_to_two_seat_types_at_a_period_roll_over_do_not_deadloc
 
     def buy(seat_type: str) -> Callable[[], int]:
         path = f"/v1/subscriptions/{view['id']}/seats/{seat_type}/licenses"
-        return lambda: app.test_client().post(path, json={"quantity": 1}, headers=auth).status_code
+        return lambda: (
+            app.test_client().post(path, json={"quantity": 1}, headers=buying(auth)).status_code
+        )
 
     statuses = run_together([buy("users"), buy("numbers")] * 4)
     assert statuses == Counter({200: 8})
@@ -175,9 +178,11 @@ def test_purchases_racing_the_sync_never_answer_database_unavailable(
         for round_ in range(10):
             statuses += run_together(
                 [
-                    lambda key=f"buy-{round_}-{i}": app.test_client()
-                    .post(path, json={"quantity": 1}, headers={**auth, "Idempotency-Key": key})
-                    .status_code
+                    lambda key=f"buy-{round_}-{i}": (
+                        app.test_client()
+                        .post(path, json={"quantity": 1}, headers={**auth, "Idempotency-Key": key})
+                        .status_code
+                    )
                     for i in range(4)
                 ]
             )

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
 from tests import stripe_setup
-from tests.helpers import utc
+from tests.helpers import buying, utc
 
 
 def link(
@@ -74,7 +74,7 @@ def test_buying_above_the_peak_is_charged_pro_rata_and_queued_for_stripe(
     response = client.post(
         f"/v1/subscriptions/{view['id']}/seats/users/licenses",
         json={"quantity": 2},
-        headers=auth,
+        headers=buying(auth),
     )
     assert response.status_code == 200, response.json
     change = response.json
@@ -104,7 +104,7 @@ def test_release_then_rebuy_within_the_peak_costs_nothing(
     assert (released["licences"], released["billed_quantity"]) == (10, 12)
     assert released["proration_behavior"] == "none"
     assert released["expected_charge"]["amount"] == 0
-    rebought = client.post(base, json={"quantity": 1}, headers=auth).json or {}
+    rebought = client.post(base, json={"quantity": 1}, headers=buying(auth)).json or {}
     assert (rebought["licences"], rebought["billed_quantity"]) == (11, 12)
     assert rebought["expected_charge"]["amount"] == 0
     users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
@@ -162,7 +162,7 @@ def test_plan_without_extra_seats_refuses_to_sell_more(
     refused = client.post(
         f"/v1/subscriptions/{view['id']}/seats/users/licenses",
         json={"quantity": 1},
-        headers=auth,
+        headers=buying(auth),
     )
     assert refused.status_code == 409
     assert refused.json["error"]["message"] == "plan does not allow additional seats — upgrade"  # type: ignore[index]
@@ -182,7 +182,7 @@ def test_quote_previews_the_charge_and_changes_nothing(
     assert quote["invoiced"] == "next_invoice"
     assert quote["recurring_amount_before"]["amount"] == 8 * 12000
     assert quote["recurring_amount_after"]["amount"] == 10 * 12000
-    bought = client.post(f"{path}/licenses", json={"quantity": 2}, headers=auth).json or {}
+    bought = client.post(f"{path}/licenses", json={"quantity": 2}, headers=buying(auth)).json or {}
     assert bought["expected_charge"] == quote["charge"]
     assert bought["proration_behavior"] == "create_prorations"
     ledger = client.get(f"/v1/subscriptions/{view['id']}/ledger", headers=auth).json or {}
@@ -255,7 +255,7 @@ def test_quote_after_the_period_ended_prices_the_new_period_like_the_purchase(
     path = f"/v1/subscriptions/{view['id']}/seats/users"
     double.advance_to(int(utc(2027, 3, 20, 12).timestamp()))  # renewed on 2027-03-15 10:30
     quote = client.post(f"{path}/quote", json={"quantity": 1}, headers=auth).json or {}
-    bought = client.post(f"{path}/licenses", json={"quantity": 1}, headers=auth).json or {}
+    bought = client.post(f"{path}/licenses", json={"quantity": 1}, headers=buying(auth)).json or {}
     assert quote["proration_date"] == "2027-03-20T00:00:00Z"
     assert quote["charge"] == bought["expected_charge"]
     assert quote["charge"]["amount"] > 0
