@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -130,6 +131,21 @@ class SeatType(Base):
     paid_period_start: Mapped[datetime] = mapped_column(UTCDateTime())
     # Billed quantity our current period started with: what Stripe's renewal should bill.
     opening_billed: Mapped[int] = mapped_column(Integer)
+    # What one licence is for (seed 004): `user`, or `team` (team licences: the holders are
+    # teams, and an archived team takes no licence).
+    billed_per: Mapped[str] = mapped_column(String(8), default="user", server_default="user")
+    # True-up (policy `true_up`, BILLING_RULES 5): the peak number of holders occupying a
+    # licence in the true-up period that started `true_up_period_start`, settled at
+    # `true_up_at`, then every `true_up_months` months. Null dates: no true-up.
+    peak_assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    true_up_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    true_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    true_up_months: Mapped[int] = mapped_column(Integer, default=12, server_default="12")
+    # An over-allocation notice went out and the over-allocation has not yet fallen back
+    # below the threshold (which re-arms it).
+    over_allocation_alerted: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class Holder(Base):
@@ -189,6 +205,9 @@ class LedgerEntry(Base):
     proration_behavior: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # The holders this entry changed, as they are after it: [{holder_id, occupies, state,
+    # groups}] (state `unassigned` once removed). The billed-holders export replays these.
+    holder_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class OutboxRecord(Base):
@@ -323,6 +342,85 @@ class Lease(Base):
     until: Mapped[datetime] = mapped_column(UTCDateTime())
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_result: Mapped[str | None] = mapped_column(Text)
+
+
+# --- True-ups and over-allocation notices -------------------------------------------------
+
+
+class TrueUpRecord(Base):
+    """One true-up of a seat type (BILLING_RULES 5): decided at its date, in the transaction
+    that closes the true-up period; unique per seat type and date, so it exists once however
+    many workers race. The invoice is then made in Stripe with keys derived from it."""
+
+    __tablename__ = "true_ups"
+    __table_args__ = (
+        UniqueConstraint("seat_type_id", "due_at"),
+        Index("ix_true_ups_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    peak_assigned: Mapped[int] = mapped_column(Integer)
+    licences: Mapped[int] = mapped_column(Integer)
+    floor: Mapped[int] = mapped_column(Integer)
+    assigned: Mapped[int] = mapped_column(Integer)
+    seats: Mapped[int] = mapped_column(Integer)
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    licences_after: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # TrueUpStatus
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker invoicing it holds it until then (claimed with one atomic UPDATE).
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_invoice_item_id: Mapped[str | None] = mapped_column(String(255))
+    ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    actor: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    invoiced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NoticeSettings(Base):
+    """Where a contract's over-allocation notices go, and from which over-allocation on."""
+
+    __tablename__ = "notice_settings"
+
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    threshold: Mapped[int] = mapped_column(Integer)
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    # Signs callbacks (HMAC-SHA256, like Stripe's webhooks); shown once, when it is made.
+    callback_secret: Mapped[str | None] = mapped_column(String(80))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Notice(Base):
+    """A notice to deliver, written in the transaction that crossed the threshold (an
+    outbox): one per channel and crossing; its status says it was sent, so never twice."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    seat_type_id: Mapped[int] = mapped_column(ForeignKey("seat_types.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))  # NoticeChannel
+    target: Mapped[str] = mapped_column(String(2048))  # the address or the callback URL
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # NoticeStatus
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # --- Stripe webhooks ----------------------------------------------------------------------

@@ -62,14 +62,21 @@ def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str]:
 
 def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    double = StripeDouble(int(time.time()))
+    # The sandbox delivers its events, signed, to the connector's receiver (deliveries made
+    # before the connector is up are retried by the sandbox's forwarder).
     _serve_in_background(
-        create_sandbox_app(StripeDouble(int(time.time())), webhook_url=None),
+        create_sandbox_app(double, webhook_url=f"http://127.0.0.1:{port}/webhooks/stripe"),
         sandbox_port,
         "stripe-sandbox",
     )
     settings = Settings(
         database_url=database_url,
-        stripe=StripeSettings(api_key=DEMO_STRIPE_KEY, api_base=sandbox_url),
+        stripe=StripeSettings(
+            api_key=DEMO_STRIPE_KEY,
+            api_base=sandbox_url,
+            webhook_secrets=[double.webhook_secret],
+        ),
     )
     _fresh_sqlite(database_url)
     engine = make_engine(database_url)
@@ -111,7 +118,8 @@ Try:
   curl -s -X POST {base}/v1/subscriptions/$SUB/seats/users/quote \\
        -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{{"quantity": 2}}'
   curl -s -X POST {base}/v1/subscriptions/$SUB/seats/users/licenses \\
-       -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{{"quantity": 2}}'
+       -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
+       -H "Idempotency-Key: $(uuidgen || date +%s%N)" -d '{{"quantity": 2}}'
 
 Ctrl-C stops everything.
 """,
