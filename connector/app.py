@@ -23,6 +23,8 @@ from webhooks.handlers import HandlerContext
 from webhooks.processing import process_due_events
 from webhooks.receiver import ReceiverWiring, install_receiver
 
+MAX_REQUEST_BYTES = 1024 * 1024
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -59,6 +61,8 @@ def create_app(
         validate_response=validate_responses,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # No API body comes near this; a larger one is refused (413) before it is read.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     engine = engine or make_engine(settings.database_url)
     port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
     sessions = make_session_factory(engine)

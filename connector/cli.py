@@ -51,12 +51,15 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Create or migrate the database to the newest schema."""
+    from sqlalchemy.engine import make_url
+
     from connector.adapters.database import make_engine
     from connector.adapters.migrate import upgrade
 
     settings = _settings(ctx)
     upgrade(make_engine(settings.database_url))
-    click.echo(f"database at the newest schema: {settings.database_url}")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    click.echo(f"database at the newest schema: {shown}")
 
 
 @main.group()

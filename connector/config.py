@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,6 +68,31 @@ class SyncSettings(BaseModel):
     subscriptions_per_drain: int = Field(default=100, ge=1)
     # Seconds between runs of the handlers of stored Stripe webhook events.
     webhook_events_interval_seconds: float = Field(default=1.0, gt=0)
+    # Seconds between runs of the true-up job (once per cluster): true-ups that came due are
+    # settled and their invoices made or retried.
+    true_up_interval_seconds: float = Field(default=300.0, gt=0)
+
+
+class SmtpSettings(BaseModel):
+    """The SMTP server over-allocation notices are e-mailed through. No host: none sent."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    # `from` in the TOML file (a Python keyword, hence the alias).
+    from_address: str = Field(default="seatsync@localhost", alias="from")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
+class NoticeDeliverySettings(BaseModel):
+    # Seconds between deliveries of pending notices (e-mails and callbacks).
+    interval_seconds: float = Field(default=10.0, gt=0)
+    # Seconds a callback URL has to answer.
+    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 
 class ServerSettings(BaseModel):
@@ -83,10 +108,12 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/seatsync.db"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Largest quantity one request may buy or release: catches typos like 10000 for 10.
-    max_quantity_per_request: int = Field(default=10_000, ge=1)
+    max_quantity_per_request: int = Field(default=10_000, ge=1, le=10_000)
     stripe: StripeSettings = StripeSettings()
     server: ServerSettings = ServerSettings()
     sync: SyncSettings = SyncSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    notices: NoticeDeliverySettings = NoticeDeliverySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self._settings)
 
 
+def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
+    """Threaded workers: a client that announces more body than it sends holds one thread
+    until the timeout, not a whole worker process (as a sync worker would, for 30 s)."""
+    return {
+        "bind": f"{settings.server.host}:{settings.server.port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": 8,
+        "timeout": 30,
+        "keepalive": 5,
+        "accesslog": "-",
+    }
+
+
 def run_gunicorn(settings: Settings, workers: int = 2) -> None:
-    bind = f"{settings.server.host}:{settings.server.port}"
-    _Gunicorn(settings, {"bind": bind, "workers": workers, "accesslog": "-"}).run()
+    _Gunicorn(settings, gunicorn_options(settings, workers)).run()

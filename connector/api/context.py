@@ -102,6 +102,8 @@ def _check_json_body() -> Response | None:
         json.loads(request.get_data(cache=True))
     except ValueError as error:
         return error_response(400, "malformed_json", f"the body is not valid JSON: {error}")
+    except RecursionError:
+        return error_response(400, "malformed_json", "the body is nested too deeply")
     return None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 
 from connector.api.schemas import ErrorBody
@@ -51,6 +51,17 @@ def validation_error_response(error: ValidationError) -> Response:
     return error_response(422, "invalid_request", message, details)
 
 
+def _not_migrated(error: OperationalError | ProgrammingError) -> bool:
+    """A table or column the code needs is missing: SQLite's "no such table/column",
+    PostgreSQL's undefined_table (42P01) / undefined_column (42703)."""
+    message = str(error.orig)
+    return (
+        getattr(error.orig, "sqlstate", None) in ("42P01", "42703")
+        or "no such table" in message
+        or "no such column" in message
+    )
+
+
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
@@ -61,7 +72,11 @@ def install_error_handlers(app: Flask) -> None:
         if error.response is not None:  # already a full response (validation errors)
             return error.response  # type: ignore[return-value]
         code = (error.name or "error").lower().replace(" ", "_")
-        return error_response(error.code or 500, code, error.description or code)
+        response = error_response(error.code or 500, code, error.description or code)
+        for name, value in error.get_headers():  # e.g. `Allow` on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(DataError)
     def _data_error(error: DataError) -> Response:
@@ -75,7 +90,20 @@ def install_error_handlers(app: Flask) -> None:
         )
 
     @app.errorhandler(OperationalError)
-    def _database_unavailable(error: OperationalError) -> Response:
+    @app.errorhandler(ProgrammingError)
+    def _database_unavailable(error: OperationalError | ProgrammingError) -> Response:
+        if _not_migrated(error):
+            log.error("database not migrated: %s", error)
+            return error_response(
+                503,
+                "database_not_migrated",
+                "the database is not migrated to this version: run `seatsync db upgrade`",
+            )
+        if isinstance(error, ProgrammingError):  # a bug, not an outage
+            log.exception("database programming error")
+            return error_response(
+                500, "internal_error", "the connector failed unexpectedly; nothing was changed"
+            )
         log.error("database unavailable: %s", error)
         return error_response(
             503, "database_unavailable", "the database cannot be reached; try again shortly"

@@ -25,7 +25,18 @@ ExternalId = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 PathId = ExternalId
-Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+# The hard cap per request, stated in the OpenAPI document; a deployment may set a lower one
+# (`max_quantity_per_request`, refused as `quantity_too_large`).
+MAX_QUANTITY_PER_REQUEST = 10_000
+Quantity = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_QUANTITY_PER_REQUEST,
+        description="how many; at most 10,000 in one request (a typo guard)",
+    ),
+]
 
 
 # --- errors -----------------------------------------------------------------------------

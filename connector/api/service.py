@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response, jsonify
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
@@ -13,6 +15,7 @@ from connector.api.context import wiring
 from connector.api.errors import error_response
 from connector.api.schemas import ErrorBody, Health
 
+log = logging.getLogger(__name__)
 bp = APIBlueprint("service", __name__, abp_tags=[Tag(name="service", description="probes")])
 
 
@@ -32,7 +35,9 @@ def readyz() -> Response:
             engine = session.get_bind()
         current = is_current(engine)  # type: ignore[arg-type]
     except Exception as error:  # any failure to reach the database means "not ready"
-        return error_response(503, "database_unavailable", f"database unreachable: {error}")
+        # The driver's message names hosts and ports: logged, never shown to a caller.
+        log.warning("readiness check failed: %s", error)
+        return error_response(503, "database_unavailable", "the database cannot be reached")
     if not current:
         return error_response(
             503, "migrations_pending", "the database is not migrated: run `seatsync db upgrade`"

@@ -10,6 +10,7 @@ from typing import Annotated
 from zoneinfo import available_timezones
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,7 +20,8 @@ from pydantic import (
 )
 
 from connector.domain.proration import Granularity
-from connector.domain.seats import Policy
+from connector.domain.seats import BilledPer, Policy
+from connector.domain.true_up import DEFAULT_TRUE_UP_MONTHS
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 StripeId = Annotated[
@@ -37,6 +39,17 @@ class Strict(BaseModel):
 
 
 class SeatTypeContract(Strict):
+    # Stated in the OpenAPI document too: an item or a price names what is billed.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["stripe_subscription_item_id"]},
+                {"required": ["stripe_price_id"]},
+            ]
+        },
+    )
+
     name: Name = Field(description="seat type, e.g. users, numbers, teams")
     stripe_subscription_item_id: StripeId | None = Field(
         default=None, description="the item of a linked subscription that bills this seat type"
@@ -63,15 +76,50 @@ class SeatTypeContract(Strict):
         description="user licences billed by team membership: a holder takes a licence only "
         "while in at least one group (team) that is not archived",
     )
+    billed_per: BilledPer = Field(
+        default=BilledPer.USER,
+        description="`team`: team licences (seed 004): the holders are teams (holder ids are "
+        "team ids); archiving a team (PATCH /groups/{team id}) stops it taking a licence, so "
+        "it is billed until the period ends and not from the next one",
+    )
+    true_up_at: AwareDatetime | None = Field(
+        default=None,
+        description="policy `true_up`: the first true-up date (default: "
+        "`true_up_every_months` after registration)",
+    )
+    true_up_every_months: int = Field(
+        default=DEFAULT_TRUE_UP_MONTHS,
+        strict=True,
+        ge=1,
+        le=120,
+        description="policy `true_up`: months from one true-up to the next",
+    )
 
     @model_validator(mode="after")
     def _names_an_item_or_price(self) -> SeatTypeContract:
         if not (self.stripe_subscription_item_id or self.stripe_price_id):
             raise ValueError("give stripe_subscription_item_id or stripe_price_id")
+        if self.billed_per is BilledPer.TEAM and self.membership_required:
+            raise ValueError("team licences cannot also require team membership")
+        if self.true_up_at is not None and self.policy is not Policy.TRUE_UP:
+            raise ValueError("true_up_at is for seat types with policy true_up")
         return self
 
 
 class RegisterSubscription(Strict):
+    """Link (`stripe_subscription_id`) or create (`stripe_customer_id`, a `stripe_price_id`
+    per seat type, and an Idempotency-Key): exactly one of the two."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["stripe_subscription_id"]},
+                {"required": ["stripe_customer_id"]},
+            ]
+        },
+    )
+
     stripe_subscription_id: StripeId | None = Field(
         default=None, description="link this existing Stripe subscription"
     )

@@ -134,7 +134,7 @@ def test_absurd_quantity_is_refused_with_a_reason(
     path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
     response = client.post(path, json={"quantity": 50_000}, headers=buying(auth))
     assert response.status_code == 422
-    assert response.json["error"]["code"] == "quantity_too_large"  # type: ignore[index]
+    assert "10000" in response.json["error"]["message"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
