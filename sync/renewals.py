@@ -141,10 +141,13 @@ def _write_renewal_correction(
     `opening_billed`: charge or credit the difference from the period start."""
     period = Period(item.period_start, item.period_end)
     raising = seat_type.opening_billed > item.quantity
+    # A credit is invoiced at once, never left pending until the next renewal: the credit
+    # invoice puts it on the customer's balance, which Stripe applies to the renewal invoice
+    # if that is still a draft (about an hour after the renewal), else to the next one.
     behavior = (
         charge_behavior(period.start, period, charge_terms_of(subscription))
         if raising
-        else ProrationBehavior.CREATE_PRORATIONS  # a credit waits for the next invoice
+        else ProrationBehavior.ALWAYS_INVOICE
     )
     amount = prorated_charge(
         seat_type.unit_amount, item.quantity, seat_type.opening_billed, period.start, period
@@ -153,7 +156,12 @@ def _write_renewal_correction(
         action="renewal_correction",
         reason=f"Stripe renewed at {item.quantity} while changes were on their way; "
         f"the period started at {seat_type.opening_billed}: "
-        f"{'charged' if raising else 'credited'} from {period.start.date()}",
+        + (
+            f"charged from {period.start.date()}"
+            if raising
+            else f"credited from {period.start.date()} at once, to the customer's credit "
+            "balance (applied to the renewal invoice while it is a draft, else to the next)"
+        ),
         actor=SYNC_ACTOR,
         at=ctx.clock(),
         licences_before=seat_type.licences,

@@ -117,3 +117,52 @@ def test_a_written_off_charge_is_waived_in_the_ledger_and_its_seats_reach_stripe
         headers={**s.auth, "Idempotency-Key": "w-2"},
     )
     assert again.status_code == 409
+
+
+SEAT_YEAR = 36500
+
+
+def released_at_the_last_minute(s: Scenario, double: StripeDouble) -> None:
+    """12 seats; 2 released at 23:59 on the period's last day, not yet synced when Stripe
+    renews (at 12) on 1 January."""
+    double.advance_to(at(utc(2026, 12, 31, 23, 59)))
+    s.post("licenses/release", 2)
+
+
+def renewal_invoice(s: Scenario) -> Any:
+    [renewal] = [i for i in s.invoices() if i.billing_reason == "subscription_cycle"]
+    return renewal
+
+
+def test_a_late_renewal_credit_corrects_the_draft_renewal_invoice(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=12)
+    released_at_the_last_minute(s, double)
+    double.advance_to(at(utc(2027, 1, 1, 0, 10)))  # renewed at 12; its invoice is a draft
+    assert renewal_invoice(s).status == "draft"
+    s.drain()
+    double.advance_to(at(utc(2027, 1, 1, 2)))  # Stripe finalizes the renewal invoice
+    renewal = renewal_invoice(s)
+    assert renewal.status == "paid"
+    assert renewal.amount_due == 10 * SEAT_YEAR  # the credit was applied to it
+    assert s.pending_items() == []
+    assert s.item_quantity() == 10
+    ledger = s.client.get(f"/v1/subscriptions/{s.id}/ledger", headers=s.auth).json or {}
+    [correction] = [e for e in ledger["data"] if e["action"] == "renewal_correction"]
+    assert correction["expected_charge"]["amount"] == -2 * SEAT_YEAR
+    assert "at once" in correction["reason"]
+
+
+def test_a_renewal_credit_after_finalization_goes_to_the_credit_balance_at_once(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    s = scenario(quantity=12)
+    released_at_the_last_minute(s, double)
+    double.advance_to(at(utc(2027, 1, 1, 2)))  # renewed at 12 and finalized: 12 paid
+    assert renewal_invoice(s).amount_paid == 12 * SEAT_YEAR
+    s.drain()
+    customer = s.stripe.v1.customers.retrieve(str(s.stripe_sub.customer))
+    assert customer.balance == -2 * SEAT_YEAR  # credit, applied to the next invoice
+    assert s.pending_items() == []  # not a pending item waiting a whole year
+    assert s.item_quantity() == 10
