@@ -11,12 +11,14 @@ from flask_openapi3.openapi import OpenAPI
 from sqlalchemy import Engine
 
 from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.notify import SmtpAndHttpChannels
 from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
-from connector.api import ops, seats, service
+from connector.api import billing_ops, contracts, ops, payments, seats, service
 from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
 from connector.api.schemas import ErrorBody
 from connector.config import Settings
+from connector.services.notices import deliver_due
 from sync.worker import Jobs, start_background
 from webhooks import ops_api
 from webhooks.handlers import HandlerContext
@@ -36,6 +38,14 @@ def wire_webhooks(jobs: Jobs) -> HandlerContext:
     context = HandlerContext(jobs.sessions, jobs.port, jobs.clock, request_sync=jobs.sync_now)
     jobs.process_webhooks = lambda: process_due_events(jobs.sessions, context, jobs.clock())
     return context
+
+
+def wire_notices(jobs: Jobs, settings: Settings) -> None:
+    """Over-allocation notices go out through the configured SMTP server and callbacks."""
+    channels = SmtpAndHttpChannels(
+        settings.smtp, jobs.clock, settings.notices.callback_timeout_seconds
+    )
+    jobs.deliver_notices = lambda: deliver_due(jobs.sessions, channels, jobs.clock)
 
 
 def create_app(
@@ -68,6 +78,7 @@ def create_app(
     sessions = make_session_factory(engine)
     jobs = Jobs.build(sessions, port, clock, settings.sync)
     app.extensions["seatsync_webhook_context"] = wire_webhooks(jobs)
+    wire_notices(jobs, settings)
     app.extensions["seatsync"] = Wiring(
         settings=settings,
         sessions=sessions,
@@ -91,6 +102,9 @@ def create_app(
     install_error_handlers(app)
     app.register_api(seats.bp)
     app.register_api(ops.bp)
+    app.register_api(contracts.bp)
+    app.register_api(billing_ops.bp)
     app.register_api(ops_api.bp)
+    app.register_api(payments.bp)
     app.register_api(service.bp)
     return app

@@ -125,13 +125,14 @@ def serve(ctx: click.Context, workers: int) -> None:
 def _jobs(settings: Settings) -> Jobs:
     from connector.adapters.database import make_engine, make_session_factory
     from connector.adapters.stripe_port import StripeClientPort, make_stripe_client
-    from connector.app import utc_now, wire_webhooks
+    from connector.app import utc_now, wire_notices, wire_webhooks
     from sync.worker import Jobs
 
     sessions = make_session_factory(make_engine(settings.database_url))
     port = StripeClientPort(make_stripe_client(settings.stripe))
     jobs = Jobs.build(sessions, port, utc_now, settings.sync)
     wire_webhooks(jobs)  # the worker also runs the handlers of stored Stripe events
+    wire_notices(jobs, settings)  # and delivers over-allocation notices
     return jobs
 
 
@@ -173,6 +174,42 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for drift in report.drift:
         where = f"{drift.subscription_id}/{drift.seat_type or '-'}"
         click.echo(f"  {where} {drift.field}: expected {drift.expected}, Stripe {drift.actual}")
+
+
+@main.group()
+def export() -> None:
+    """Exports for billing ops."""
+
+
+@export.command("billed-holders")
+@click.option("--month", required=True, help="the month, YYYY-MM (UTC)")
+@click.option("--subscription", default=None, help="only this subscription (ours or Stripe's id)")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="write the CSV here (default: standard output)",
+)
+@click.pass_context
+def export_billed_holders(
+    ctx: click.Context, month: str, subscription: str | None, output: str | None
+) -> None:
+    """The billed licence holders of a month, as CSV, from the ledger."""
+    from connector.adapters.database import make_engine, make_session_factory
+    from connector.errors import ServiceError
+    from connector.services.exports import billed_holders, csv_lines
+
+    sessions = make_session_factory(make_engine(_settings(ctx).database_url))
+    try:
+        rows = billed_holders(sessions, month, subscription)
+    except ServiceError as error:
+        hint = "--month" if error.code == "invalid_month" else "--subscription"
+        raise click.BadParameter(error.message, param_hint=hint) from error
+    with click.open_file(output or "-", "w", encoding="utf-8", newline="") as target:
+        for line in csv_lines(rows):
+            target.write(line)
+    if output:
+        click.echo(f"written to {output}", err=True)
 
 
 main.add_command(events)

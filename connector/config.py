@@ -71,6 +71,8 @@ class SyncSettings(BaseModel):
     # Seconds between runs of the true-up job (once per cluster): true-ups that came due are
     # settled and their invoices made or retried.
     true_up_interval_seconds: float = Field(default=300.0, gt=0)
+    # Seconds between deliveries of pending over-allocation notices (e-mails, callbacks).
+    notices_interval_seconds: float = Field(default=10.0, gt=0)
 
 
 class SmtpSettings(BaseModel):
@@ -89,9 +91,7 @@ class SmtpSettings(BaseModel):
 
 
 class NoticeDeliverySettings(BaseModel):
-    # Seconds between deliveries of pending notices (e-mails and callbacks).
-    interval_seconds: float = Field(default=10.0, gt=0)
-    # Seconds a callback URL has to answer.
+    # Seconds a notice callback URL has to answer.
     callback_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 

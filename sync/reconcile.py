@@ -23,6 +23,7 @@ from connector.adapters.repository import (
     counts_of,
     lock_seat_type,
     lock_subscription,
+    seat_types_of,
     target_quantity,
 )
 from connector.adapters.stripe_port import StripePort, StripeSubscription
@@ -191,8 +192,21 @@ def _check(
             period_end.isoformat(),
             stripe_sub.items[0].period_end.isoformat(),
         )
-    adopt_stripe_state(sessions, subscription_id, stripe_sub, now)
     items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+    with sessions() as session:
+        for seat_type in seat_types_of(session, subscription_id):
+            item = items.get(seat_type.stripe_subscription_item_id)
+            if item is not None and item.stripe_price_id != seat_type.stripe_price_id:
+                # Prices are Stripe's: adopted below, and shown to ops once.
+                _note_drift(
+                    found,
+                    subscription_id,
+                    seat_type.name,
+                    "price",
+                    f"{seat_type.stripe_price_id} ({seat_type.unit_amount})",
+                    f"{item.stripe_price_id} ({item.unit_amount})",
+                )
+    adopt_stripe_state(sessions, subscription_id, stripe_sub, now)
     with sessions.begin() as session:
         subscription = lock_subscription(session, subscription_id)
         for name in session.scalars(

@@ -40,12 +40,16 @@ SYNC_ACTOR = "system (sync)"
 def adopt_stripe_state(
     sessions: SessionFactory, subscription_id: str, stripe_sub: StripeSubscription, now: datetime
 ) -> bool:
-    """Take Stripe's period, status and quantities for one subscription; renew the counts if
-    Stripe has moved to a new period. Returns whether a renewal happened."""
+    """Take Stripe's period, status, anchor, prices and quantities for one subscription;
+    renew the counts if Stripe has moved to a new period. Returns whether a renewal happened.
+
+    Prices and the anchor are Stripe's to change (ops may swap a price or reset the anchor in
+    the Dashboard): charges quoted after this use what Stripe will prorate with."""
     with sessions.begin() as session:
         subscription = lock_subscription(session, subscription_id)
         subscription.status = stripe_sub.status
         subscription.billing_mode = stripe_sub.billing_mode
+        subscription.billing_cycle_anchor = stripe_sub.billing_cycle_anchor
         items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
         renewed = False
         if stripe_sub.items:
@@ -57,6 +61,10 @@ def adopt_stripe_state(
             item = items.get(seat_type.stripe_subscription_item_id)
             if item is not None:
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, now
+                seat_type.stripe_price_id, seat_type.unit_amount = item.stripe_price_id, (
+                    item.unit_amount
+                )
+                seat_type.interval, seat_type.interval_count = item.interval, item.interval_count
         return renewed
 
 

@@ -1,4 +1,4 @@
-"""The scheduler: outbox drain, renewals and reconcile as APScheduler jobs.
+"""The scheduler: outbox drain, renewals, reconcile, true-ups and notices as APScheduler jobs.
 
 `seatsync worker` runs them in the foreground; the web process can run them in the
 background (setting `sync.run_in_web`). Several workers may run against one PostgreSQL:
@@ -26,6 +26,7 @@ from connector.adapters.database import SessionFactory
 from connector.adapters.models import RECONCILE_JOB, RENEWALS_JOB
 from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
+from connector.services import true_up
 from sync import leases
 from sync.context import DrainReport
 from sync.drain import OutboxDrain
@@ -50,6 +51,9 @@ class Jobs:
     # Runs the handlers of stored Stripe webhook events; set by the composition root
     # (webhooks and sync never import each other). None: no webhook job.
     process_webhooks: Callable[[], object] | None = None
+    # Delivers pending over-allocation notices; set by the composition root, which has the
+    # SMTP settings. None: no notice job.
+    deliver_notices: Callable[[], object] | None = None
 
     @classmethod
     def build(
@@ -81,6 +85,17 @@ class Jobs:
             RECONCILE_JOB,
             0 if force else self.settings.reconcile_interval_seconds,
             lambda: reconcile(self.sessions, self.port, self.clock, self.settings.repair_drift),
+            lambda report: report.as_json(),
+        )
+
+    def true_ups(self, force: bool = False) -> true_up.RunReport | None:
+        """Settle the true-ups that came due and invoice them: once per cluster per
+        interval (each true-up is also claimed, so a second runner could not invoice it
+        twice); `force` runs it now."""
+        return self._once_per_cluster(
+            TRUE_UPS_JOB,
+            0 if force else self.settings.true_up_interval_seconds,
+            lambda: true_up.run_due(self.sessions, self.port, self.clock),
             lambda report: report.as_json(),
         )
 
@@ -128,6 +143,8 @@ class Jobs:
 
 
 WEBHOOK_EVENTS_JOB = "webhook_events"
+NOTICES_JOB = "notices"
+TRUE_UPS_JOB = "job:true_ups"  # the cluster-wide lease's name
 
 
 def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
@@ -147,12 +164,23 @@ def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
         ("drain", jobs.drain, settings.drain_interval_seconds),
         ("renewals", jobs.renewals, settings.renewal_interval_seconds),
         ("reconcile", jobs.reconcile, min(60.0, settings.reconcile_interval_seconds)),
+        ("true_ups", jobs.true_ups, min(60.0, settings.true_up_interval_seconds)),
     ):
         scheduler.add_job(
             _guarded(name, job),
             "interval",
             seconds=seconds,
             id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=start,
+        )
+    if jobs.deliver_notices is not None:
+        scheduler.add_job(
+            _guarded(NOTICES_JOB, jobs.deliver_notices),
+            "interval",
+            seconds=settings.notices_interval_seconds,
+            id=NOTICES_JOB,
             max_instances=1,
             coalesce=True,
             next_run_time=start,

@@ -501,6 +501,8 @@ class CreditEntry(Base):
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255))
     actor: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # What it came from when not an invoice alone: a transfer reference, a refund.
+    reference: Mapped[str | None] = mapped_column(String(255))
 
 
 class StripeCustomerBalance(Base):
@@ -517,3 +519,104 @@ class StripeCustomerBalance(Base):
     # {currency: minor units} of `cash_balance.available`; null until Stripe showed it.
     cash_balance: Mapped[dict[str, int] | None] = mapped_column(JSON)
     balance_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- Payments outside Stripe, bank confirmations, refunds, payment terms (BILLING_RULES 6) --
+
+
+class Payment(Base):
+    """A bank transfer ops recorded against an open invoice (`connector.services.payments`).
+    The transfer reference is unique: however often it is recorded, the invoice is paid and
+    the excess credited once. Stripe's idempotency keys derive from this row's id."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transfer_reference: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    # What remained of the invoice when the transfer was recorded (paid out of band), and
+    # the rest (credited to the customer's balance).
+    applied: Mapped[int] = mapped_column(BigInteger)
+    excess: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # PaymentStatus
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set (committed) before each Stripe write leaves, so a retry knows it may have landed.
+    pay_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    credit_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stripe_balance_transaction_id: Mapped[str | None] = mapped_column(String(255))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class BankConfirmation(Base):
+    """A bank account confirmed by a third party (a bank letter, a statement header): where
+    a refund may go (seed 003). Only the last four characters of the number are kept."""
+
+    __tablename__ = "bank_confirmations"
+    __table_args__ = (UniqueConstraint("stripe_customer_id", "reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    reference: Mapped[str] = mapped_column(String(255))  # the document's, e.g. a letter no.
+    document_kind: Mapped[str] = mapped_column(String(32))  # DocumentKind
+    account_number_masked: Mapped[str] = mapped_column(String(64))
+    account_last4: Mapped[str] = mapped_column(String(4))
+    account_holder: Mapped[str] = mapped_column(String(255))
+    bank_name: Mapped[str | None] = mapped_column(String(255))
+    verified_by: Mapped[str] = mapped_column(String(255))
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Refund(Base):
+    """Remaining credit paid back to a confirmed bank account: the Stripe credit balance is
+    debited (a positive balance transaction), then ops transfer the money and mark it sent.
+    `open_for_customer` holds the customer id while the refund is open (null once sent): its
+    unique constraint allows one open refund per customer."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), index=True)
+    open_for_customer: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    bank_confirmation_id: Mapped[int] = mapped_column(ForeignKey("bank_confirmations.id"))
+    status: Mapped[str] = mapped_column(String(16))  # RefundStatus
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stripe_balance_transaction_id: Mapped[str | None] = mapped_column(String(255))
+    instructed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_by: Mapped[str | None] = mapped_column(String(255))
+    bank_reference: Mapped[str | None] = mapped_column(String(255))
+
+
+class InvoiceExtension(Base):
+    """A longer payment term for an open invoice. Stripe cannot move a finalized invoice's
+    due date, so the connector pauses Stripe's automatic collection (`auto_advance=false`)
+    until `extended_until`, when a job turns it back on."""
+
+    __tablename__ = "invoice_extensions"
+    __table_args__ = (Index("ix_invoice_extensions_status_until", "status", "extended_until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stripe_invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    extended_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # ExtensionStatus
+    actor: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

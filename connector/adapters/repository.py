@@ -132,7 +132,8 @@ def start_period(session: Session, subscription: Subscription, period: Period) -
     """Move the subscription to `period`. If that is a new period (not the same one with
     corrected dates), each seat type's counts renew: the peak restarts from the licences
     at renewal. Returns whether a renewal happened."""
-    renewed = period.start >= subscription.current_period_end
+    # A later start is a new period: the old one ended, or Stripe's anchor was reset.
+    renewed = period.start > subscription.current_period_start
     subscription.current_period_start, subscription.current_period_end = period.start, period.end
     if not renewed:
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import stripe
@@ -44,6 +45,14 @@ class StripeSubscription:
     currency: str
     billing_cycle_anchor: datetime
     items: tuple[StripeItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemBilling:
+    """What Stripe billed one item for its current period so far (open or paid invoices)."""
+
+    highest_quantity: int  # the highest quantity a positive line charged (0 if none)
+    credited: bool  # a credit proration for the item this period, invoiced or pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,9 @@ class StripeInvoice:
     last_finalization_error: str | None
     created: datetime
     lines: tuple[StripeInvoiceLine, ...]
+    auto_advance: bool = False  # whether Stripe collects it automatically (retries, reminders)
+    collection_method: str = "charge_automatically"  # or send_invoice
+    due_date: datetime | None = None  # send_invoice only
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,37 @@ class StripeCustomerBalance:
     cash_balance: dict[str, int] | None  # `cash_balance.available`, when asked for
 
 
+@dataclass(frozen=True, slots=True)
+class OneOffInvoiceRequest:
+    """A one-off invoice of a subscription's customer with one line of `quantity` x
+    `unit_amount` (a true-up), made in three idempotent steps: a draft that leaves pending
+    items alone, the item attached to it explicitly, then finalization."""
+
+    stripe_customer_id: str
+    stripe_subscription_id: str
+    currency: str
+    unit_amount: int
+    quantity: int
+    description: str
+    period_start: datetime
+    period_end: datetime
+    metadata: dict[str, str]
+    idempotency_key: str  # the base: each step sends it with its own suffix
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceTransactionRequest:
+    """A customer balance transaction: `amount` in Stripe's sign (negative credits the
+    customer, positive debits the credit balance)."""
+
+    stripe_customer_id: str
+    amount: int
+    currency: str
+    description: str
+    metadata: dict[str, str]
+    idempotency_key: str
+
+
 class StripePort(Protocol):
     def retrieve_subscription(self, stripe_subscription_id: str) -> StripeSubscription: ...
 
@@ -100,9 +143,10 @@ class StripePort(Protocol):
         """Every subscription of the account, any status, 100 a page."""
         ...
 
-    def billed_quantity(self, stripe_subscription_id: str, item: StripeItem) -> int:
-        """The highest quantity of `item` that the subscription's invoices charged for the
-        item's current period (0 if none): what Stripe counts as paid."""
+    def item_billing(
+        self, stripe_customer_id: str, stripe_subscription_id: str, item: StripeItem
+    ) -> ItemBilling:
+        """What Stripe billed and credited `item` for its current period so far."""
         ...
 
     def update_quantity(self, update: QuantityUpdateRequest) -> str | None:
@@ -135,6 +179,39 @@ class StripePort(Protocol):
     def list_events(self, since: datetime) -> Iterator[dict[str, Any]]:
         """Every event Stripe still keeps (30 days) created at or after `since`, as the
         JSON a webhook delivers, 100 a page."""
+        ...
+
+    def create_draft_invoice(self, request: OneOffInvoiceRequest) -> str:
+        """A draft invoice for the subscription, without pending items; returns its id."""
+        ...
+
+    def add_invoice_item(self, stripe_invoice_id: str, request: OneOffInvoiceRequest) -> str:
+        """The request's line on that draft invoice; returns the invoice item id."""
+        ...
+
+    def finalize_invoice(self, stripe_invoice_id: str, idempotency_key: str) -> StripeInvoice:
+        """Finalize a draft and let Stripe collect it (auto_advance)."""
+        ...
+
+    def pay_invoice_out_of_band(self, stripe_invoice_id: str, idempotency_key: str) -> None:
+        """Mark an open invoice paid outside Stripe (in full: what remains of it)."""
+        ...
+
+    def create_balance_transaction(self, request: BalanceTransactionRequest) -> str:
+        """Move the customer's credit balance; returns the balance transaction id."""
+        ...
+
+    def find_balance_transaction(
+        self, stripe_customer_id: str, metadata_key: str, metadata_value: str
+    ) -> str | None:
+        """The id of the customer's balance transaction whose metadata has that value
+        (among its newest 100), or None: did an earlier write whose answer was lost land?"""
+        ...
+
+    def set_invoice_auto_advance(
+        self, stripe_invoice_id: str, auto_advance: bool, idempotency_key: str
+    ) -> None:
+        """Turn Stripe's automatic collection of a draft or open invoice off or on."""
         ...
 
 
@@ -212,6 +289,9 @@ def invoice_from_stripe(obj: stripe.Invoice, lines: list[Any]) -> StripeInvoice:
         next_payment_attempt=None if next_attempt is None else _timestamp(next_attempt),
         last_finalization_error=None if error is None else getattr(error, "message", None),
         created=_timestamp(obj.created),
+        auto_advance=bool(getattr(obj, "auto_advance", False)),
+        collection_method=getattr(obj, "collection_method", None) or "charge_automatically",
+        due_date=None if not obj.due_date else _timestamp(obj.due_date),
         lines=tuple(
             StripeInvoiceLine(
                 stripe_line_id=line.id,
@@ -304,26 +384,51 @@ class StripeClientPort:
         )
         return finalized.id or ""
 
-    def billed_quantity(self, stripe_subscription_id: str, item: StripeItem) -> int:
+    def item_billing(
+        self, stripe_customer_id: str, stripe_subscription_id: str, item: StripeItem
+    ) -> ItemBilling:
         period_start = int(item.period_start.timestamp())
+        highest, credited = 0, False
         invoices = self._client.v1.invoices.list(
-            {"subscription": stripe_subscription_id, "limit": 20}
+            {"subscription": stripe_subscription_id, "limit": 100}
         )
-        billed = 0
-        for invoice in invoices.data:
-            if invoice.status in ("draft", "void"):
+        for invoice in invoices.auto_paging_iter():
+            if invoice.status not in ("open", "paid"):  # drafts, void, uncollectible: unpaid
                 continue
-            for line in invoice.lines.data:
+            lines = invoice.lines.data
+            if invoice.lines.has_more:  # a list embeds only an invoice's first lines
+                assert invoice.id is not None
+                lines = list(
+                    self._client.v1.invoices.line_items.list(
+                        invoice.id, {"limit": 100}
+                    ).auto_paging_iter()
+                )
+            for line in lines:
                 parent = line.parent
                 details = parent.subscription_item_details if parent else None
                 if (
-                    details is not None
-                    and details.subscription_item == item.stripe_subscription_item_id
-                    and line.period.start >= period_start
-                    and line.amount > 0
+                    details is None
+                    or details.subscription_item != item.stripe_subscription_item_id
+                    or line.period.start < period_start
                 ):
-                    billed = max(billed, line.quantity or 0)
-        return billed
+                    continue
+                if line.amount > 0:
+                    highest = max(highest, line.quantity or 0)
+                elif line.amount < 0:
+                    credited = True
+        pending = self._client.v1.invoice_items.list(
+            {"customer": stripe_customer_id, "pending": True, "limit": 100}
+        )
+        for pending_item in pending.auto_paging_iter():
+            item_parent = pending_item.parent
+            owner = item_parent.subscription_details if item_parent else None
+            if (
+                owner is not None
+                and getattr(owner, "subscription_item", None) == item.stripe_subscription_item_id
+                and pending_item.amount < 0
+            ):
+                credited = True
+        return ItemBilling(highest_quantity=highest, credited=credited)
 
     def retrieve_invoice(self, stripe_invoice_id: str) -> StripeInvoice:
         obj = self._client.v1.invoices.retrieve(stripe_invoice_id)
@@ -347,6 +452,88 @@ class StripeClientPort:
             balance=obj.balance or 0,
             currency=obj.currency,
             cash_balance=None if available is None else {k: int(v) for k, v in available.items()},
+        )
+
+    def create_draft_invoice(self, request: OneOffInvoiceRequest) -> str:
+        invoice = self._client.v1.invoices.create(
+            {
+                "customer": request.stripe_customer_id,
+                "subscription": request.stripe_subscription_id,
+                "pending_invoice_items_behavior": "exclude",
+                "auto_advance": False,
+                "description": request.description,
+                "metadata": request.metadata,
+            },
+            {"idempotency_key": f"{request.idempotency_key}-invoice"},
+        )
+        return invoice.id or ""
+
+    def add_invoice_item(self, stripe_invoice_id: str, request: OneOffInvoiceRequest) -> str:
+        item = self._client.v1.invoice_items.create(
+            {
+                "customer": request.stripe_customer_id,
+                "invoice": stripe_invoice_id,
+                "currency": request.currency,
+                "unit_amount_decimal": Decimal(request.unit_amount),
+                "quantity": request.quantity,
+                "description": request.description,
+                "period": {
+                    "start": int(request.period_start.timestamp()),
+                    "end": int(request.period_end.timestamp()),
+                },
+                "metadata": request.metadata,
+            },
+            {"idempotency_key": f"{request.idempotency_key}-item"},
+        )
+        return item.id or ""
+
+    def finalize_invoice(self, stripe_invoice_id: str, idempotency_key: str) -> StripeInvoice:
+        self._client.v1.invoices.finalize_invoice(
+            stripe_invoice_id,
+            {"auto_advance": True},
+            {"idempotency_key": idempotency_key},
+        )
+        return self.retrieve_invoice(stripe_invoice_id)
+
+    def pay_invoice_out_of_band(self, stripe_invoice_id: str, idempotency_key: str) -> None:
+        self._client.v1.invoices.pay(
+            stripe_invoice_id,
+            {"paid_out_of_band": True},
+            {"idempotency_key": idempotency_key},
+        )
+
+    def create_balance_transaction(self, request: BalanceTransactionRequest) -> str:
+        created = self._client.v1.customers.balance_transactions.create(
+            request.stripe_customer_id,
+            {
+                "amount": request.amount,
+                "currency": request.currency,
+                "description": request.description,
+                "metadata": request.metadata,
+            },
+            {"idempotency_key": request.idempotency_key},
+        )
+        return created.id
+
+    def find_balance_transaction(
+        self, stripe_customer_id: str, metadata_key: str, metadata_value: str
+    ) -> str | None:
+        page = self._client.v1.customers.balance_transactions.list(
+            stripe_customer_id, {"limit": 100}
+        )
+        for transaction in page.data:
+            metadata = transaction.metadata
+            if metadata and metadata_key in metadata and metadata[metadata_key] == metadata_value:
+                return transaction.id
+        return None
+
+    def set_invoice_auto_advance(
+        self, stripe_invoice_id: str, auto_advance: bool, idempotency_key: str
+    ) -> None:
+        self._client.v1.invoices.update(
+            stripe_invoice_id,
+            {"auto_advance": auto_advance},
+            {"idempotency_key": idempotency_key},
         )
 
     def list_events(self, since: datetime) -> Iterator[dict[str, Any]]:

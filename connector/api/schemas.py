@@ -14,7 +14,7 @@ from pydantic import (
 )
 
 from connector.domain.proration import Granularity
-from connector.domain.seats import HolderState, Policy
+from connector.domain.seats import BilledPer, HolderState, Policy
 from connector.domain.states import OutboxStatus
 from connector.services.contracts import Name as Name
 from connector.services.contracts import Strict as Strict
@@ -177,6 +177,19 @@ class SeatTypeView(BaseModel):
     pending_stripe_changes: int
     extra_seats_allowed: bool
     membership_required: bool
+    billed_per: BilledPer = Field(description="`user`, or `team`: team licences")
+    peak_assigned: int = Field(
+        description="the most holders occupying a licence at once in the current true-up "
+        "period (every assignment counts, even one undone at once)"
+    )
+    true_up_at: datetime | None = Field(description="policy true_up: the next true-up date")
+    true_up_due_seats: int | None = Field(
+        description="policy true_up: what the true-up would invoice now: max(0, peak "
+        "assigned - max(floor, licences))"
+    )
+    true_up_amount_due: Money | None = Field(
+        description="policy true_up: those seats at one full period's unit price each"
+    )
 
 
 class PlanView(BaseModel):

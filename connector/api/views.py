@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,8 +34,9 @@ from connector.api.schemas import (
 )
 from connector.domain import seats as domain
 from connector.domain.proration import ProrationBehavior, period_containing
-from connector.domain.seats import SeatRefusal
+from connector.domain.seats import BilledPer, Policy, SeatCounts, SeatRefusal
 from connector.domain.states import OutboxStatus
+from connector.domain.true_up import owed_seats
 from connector.errors import Conflict, NotFound
 from connector.services.seats import charge_for
 
@@ -78,6 +79,20 @@ def _pending(session: Session, seat_type: SeatType) -> int:
     )
 
 
+def _true_up_due(seat_type: SeatType, counts: SeatCounts, currency: str) -> dict[str, Any]:
+    """What the true-up would invoice now (BILLING_RULES 5); nulls for other policies."""
+    if seat_type.policy != Policy.TRUE_UP:
+        return {"true_up_at": None, "true_up_due_seats": None, "true_up_amount_due": None}
+    seats = owed_seats(
+        max(seat_type.peak_assigned, counts.in_use), counts.licences, seat_type.floor
+    )
+    return {
+        "true_up_at": seat_type.true_up_at,
+        "true_up_due_seats": seats,
+        "true_up_amount_due": Money(amount=seats * seat_type.unit_amount, currency=currency),
+    }
+
+
 def plan_view(session: Session, subscription_ref: str) -> PlanView:
     subscription = find_subscription(session, subscription_ref)
     account = session.get_one(Account, subscription.account_id)
@@ -117,6 +132,9 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
                 pending_stripe_changes=pending,
                 extra_seats_allowed=terms.extra_seats_allowed,
                 membership_required=seat_type.membership_required,
+                billed_per=BilledPer(seat_type.billed_per),
+                peak_assigned=max(seat_type.peak_assigned, counts.in_use),
+                **_true_up_due(seat_type, counts, currency),
             )
         )
     return PlanView(

@@ -95,6 +95,18 @@ def at_least_floor(floor: int, quantity: int) -> int:
     return max(floor, quantity)
 
 
+def paid_when_linked(held: int, highest_billed: int, credited: bool) -> int:
+    """What counts as paid for the current period when an existing subscription is linked.
+
+    After a decrease pushed without proration Stripe holds less than it billed, and the
+    customer has paid for the higher quantity (re-adding up to it is free). A credit
+    proration in the period (a decrease Stripe prorated, invoiced or still pending) gives the
+    unused time back: then only what Stripe holds now is paid, and re-adding is charged."""
+    if credited:
+        return held
+    return max(held, highest_billed)
+
+
 def billed_now(terms: SeatTerms, counts: SeatCounts) -> int:
     """Quantity billed for the current period: max(floor, peak). Never lowered mid-period."""
     return at_least_floor(terms.floor, counts.peak)

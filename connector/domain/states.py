@@ -42,6 +42,7 @@ UNANSWERED_CALLS = (CallOutcome.SENDING, CallOutcome.UNKNOWN)
 class StripeOperation(StrEnum):
     UPDATE_QUANTITY = "update_quantity"
     INVOICE_PENDING = "invoice_pending"
+    TRUE_UP_INVOICE = "true_up_invoice"  # a true-up's one-off invoice (no seat type: no quantity)
 
 
 # Stripe subscription statuses after which nothing more is billed: the one definition.

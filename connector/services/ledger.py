@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,8 @@ class Change:
     request_id: str | None = None
     holder_id: str | None = None
     quantity: int | None = None
+    # The holders the change moved, as they are after it (the billed-holders export).
+    holder_changes: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ def record(
         proration_behavior=change.behavior.value if change.behavior else None,
         reason=change.reason,
         outbox_id=outbox.id if outbox else None,
+        holder_changes=change.holder_changes,
     )
     session.add(entry)
     session.flush()

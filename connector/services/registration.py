@@ -11,9 +11,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import Account, SeatType, Subscription
-from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription, call_stripe
-from connector.domain.seats import Policy, SeatCounts, at_least_floor
+from connector.adapters.stripe_port import (
+    ItemBilling,
+    StripeItem,
+    StripePort,
+    StripeSubscription,
+    call_stripe,
+)
+from connector.domain.seats import Policy, SeatCounts, at_least_floor, paid_when_linked
 from connector.errors import Conflict, Invalid
+from connector.services import true_up
 from connector.services.contracts import RegisterSubscription, SeatTypeContract
 from connector.services.seats import ChangeContext, record_change
 
@@ -57,24 +64,28 @@ class StripeContract:
     """A subscription as Stripe shows it, with what each item was billed this period."""
 
     subscription: StripeSubscription
-    billed: dict[str, int]  # item id -> highest quantity invoiced for the current period
+    billing: dict[str, ItemBilling]  # item id -> what Stripe billed and credited this period
 
 
 def fetch_or_create(
     port: StripePort, body: RegisterSubscription, stripe_key: str | None
 ) -> StripeContract:
-    """The subscription to link (or a new one) and what its items were billed: after a
-    decrease pushed without proration, Stripe holds less than it billed — and in flexible
-    mode credits what it billed — so the paid quantity is the larger of the two."""
+    """The subscription to link (or a new one) and what its items were billed and credited
+    this period (see `paid_when_linked`)."""
     stripe_sub = _fetch_or_create(port, body, stripe_key)
-    billed = {
+    billing = {
         item.stripe_subscription_item_id: call_stripe(
             f"invoices of {stripe_sub.stripe_subscription_id}",
-            partial(port.billed_quantity, stripe_sub.stripe_subscription_id, item),
+            partial(
+                port.item_billing,
+                stripe_sub.stripe_customer_id,
+                stripe_sub.stripe_subscription_id,
+                item,
+            ),
         )
         for item in stripe_sub.items
     }
-    return StripeContract(stripe_sub, billed)
+    return StripeContract(stripe_sub, billing)
 
 
 def _fetch_or_create(
@@ -171,8 +182,11 @@ def register_subscription(
     for contract, item in matched:
         licences = item.quantity if contract.licences is None else contract.licences
         _check_paid(contract, item, licences)
-        paid = max(
-            item.quantity, contract_in_stripe.billed.get(item.stripe_subscription_item_id, 0)
+        billing = contract_in_stripe.billing.get(item.stripe_subscription_item_id)
+        paid = (
+            item.quantity
+            if billing is None
+            else paid_when_linked(item.quantity, billing.highest_quantity, billing.credited)
         )
         if contract.policy is Policy.AUTO:
             licences = 0  # auto licences follow holders; they are assigned next
@@ -201,6 +215,7 @@ def register_subscription(
             paid_period_start=item.period_start,
             opening_billed=at_least_floor(contract.floor, paid),
         )
+        true_up.configure(seat_type, contract, ctx.now)  # team licences, true-up dates
         session.add(seat_type)
         session.flush()
         counts = SeatCounts(licences=licences, peak=seat_type.peak, in_use=0)

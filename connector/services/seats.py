@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,7 +37,7 @@ from connector.domain.proration import (
 from connector.domain.seats import SeatCounts, SeatRefusal
 from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES
 from connector.errors import Conflict
-from connector.services import ledger
+from connector.services import assignments, ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +120,14 @@ def record_change(
     quantity: int | None = None,
     holder_id: str | None = None,
     stripe_quantity_before: int | None = None,
+    holder_changes: list[dict[str, Any]] | None = None,
 ) -> LedgerEntry:
     """Store the new counts, the ledger entry and, if Stripe's quantity moves, the outbox.
 
     `stripe_quantity_before` overrides the quantity Stripe is taken to hold before the
-    change (at registration, or a repair: what Stripe really holds)."""
+    change (at registration, or a repair: what Stripe really holds). `holder_changes` are
+    the holders the change moved, as they are after it. The true-up peak and the
+    over-allocation notices follow the new counts in the same transaction."""
     terms = terms_of(seat_type)
     billed_before, billed_after = domain.billed_now(terms, before), domain.billed_now(terms, after)
     target_before = (
@@ -133,6 +137,7 @@ def record_change(
     )
     target_after = domain.billed_at_renewal(terms, after)
     seat_type.licences, seat_type.peak = after.licences, after.peak
+    assignments.track(session, ctx.now, subscription, seat_type, after)
 
     behavior: ProrationBehavior | None = None
     proration_at: datetime | None = None
@@ -159,6 +164,7 @@ def record_change(
         expected_charge=expected_charge,
         behavior=behavior,
         proration_date=proration_at,
+        holder_changes=holder_changes,
     )
     work = ledger.StripeWork(period) if target_after != target_before else None
     return ledger.record(session, subscription, seat_type, change, work)
@@ -198,6 +204,10 @@ def open_seat_type(
         )
     seat_type = lock_seat_type(session, subscription, seat_type_name)
     roll_period_if_due(session, subscription, ctx.now)
+    # A true-up that came due is settled before any later change can count in its period.
+    from connector.services.true_up import settle_due  # it records through this module
+
+    settle_due(session, ctx, subscription, seat_type)
     return subscription, seat_type, counts_of(session, seat_type)
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import stripe
+from flask.testing import FlaskClient
+
 from stripe_sandbox.double import StripeDouble
+from tests import stripe_setup
 from tests.e2e.scenario import Scenario, at
-from tests.helpers import utc
+from tests.helpers import buying, utc
 
 # Period 2026-01-01 .. 2027-01-01 (365 days) at 365.00 a seat a year: 100 a day per seat.
 MARCH_15 = at(utc(2026, 3, 15, 10, 30))
@@ -166,3 +170,74 @@ def test_a_renewal_credit_after_finalization_goes_to_the_credit_balance_at_once(
     assert customer.balance == -2 * SEAT_YEAR  # credit, applied to the next invoice
     assert s.pending_items() == []  # not a pending item waiting a whole year
     assert s.item_quantity() == 10
+
+
+def test_linking_after_a_prorated_decrease_counts_the_credit(
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    double: StripeDouble,
+    make_sync: Callable[..., Any],
+) -> None:
+    """Ops lowered 12 -> 10 in Stripe with prorations (a -58,400 credit pending) before the
+    subscription was linked: only 10 are paid now, so buying 2 back must charge them. Before
+    the fix the connector took 12 as paid, sent `none`, and the customer kept the credit."""
+    price = stripe_setup.price(stripe_client, SEAT_YEAR, interval="year")
+    sub = stripe_setup.subscription(stripe_client, [(price, 12)])
+    item = sub["items"].data[0]
+    double.advance_to(at(utc(2026, 3, 15)))  # at midnight: the credit and the charge align
+    stripe_client.v1.subscriptions.update(
+        sub.id,
+        {"items": [{"id": item.id, "quantity": 10}], "proration_behavior": "create_prorations"},
+    )
+    double.advance_to(MARCH_15)
+    registered = client.post(
+        "/v1/subscriptions",
+        json={
+            "stripe_subscription_id": sub.id,
+            "seat_types": [{"name": "users", "stripe_price_id": price}],
+        },
+        headers=auth,
+    )
+    assert registered.status_code == 201, registered.json
+    body = registered.json or {}
+    assert body["seat_types"][0]["peak"] == 10  # what is paid now, not the 12 once billed
+    bought = client.post(
+        f"/v1/subscriptions/{body['id']}/seats/users/licenses",
+        json={"quantity": 2},
+        headers=buying(auth),
+    )
+    assert (bought.json or {})["expected_charge"]["amount"] == 2 * ONE_SEAT_FROM_MARCH_15
+    make_sync().drain()
+    invoiced = sum(i.total for i in stripe_client.v1.invoices.list({"subscription": sub.id}).data)
+    customer = str(sub.customer)
+    pending = sum(
+        ii.amount
+        for ii in stripe_client.v1.invoice_items.list({"customer": customer, "pending": True}).data
+    )
+    # 12 seats for the whole year: what was billed, less the credit, plus the 2 bought back.
+    assert invoiced + pending == 12 * SEAT_YEAR
+
+
+def test_a_price_ops_changed_in_stripe_is_what_the_next_charge_uses(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    """Classic mode: Stripe credits the unused time at the current (new) price, so the
+    purchase costs exactly one seat at the new price. (Flexible mode would also collect the
+    price difference the swap without proration skipped: see the README.)"""
+    s = scenario(quantity=10, billing_mode="classic")
+    double.advance_to(MARCH_15)
+    dearer = stripe_setup.price(s.stripe, 2 * SEAT_YEAR, interval="year")
+    item = s.stripe.v1.subscriptions.retrieve(s.stripe_sub.id)["items"].data[0]
+    s.stripe.v1.subscriptions.update(
+        s.stripe_sub.id,
+        {"items": [{"id": item.id, "price": dearer}], "proration_behavior": "none"},
+    )
+    resync = s.client.post(f"/v1/ops/subscriptions/{s.id}/resync", headers=s.auth)
+    assert resync.status_code == 200, resync.json
+    drift = resync.json["drift_history"]  # type: ignore[index]
+    assert [d["field"] for d in drift] == ["price"]  # shown to ops, and adopted
+    bought = s.post("licenses", 1)
+    assert bought["expected_charge"]["amount"] == 2 * ONE_SEAT_FROM_MARCH_15
+    s.drain()
+    assert [i.total for i in s.new_invoices()] == [2 * ONE_SEAT_FROM_MARCH_15]

@@ -382,11 +382,15 @@ def test_a_release_pending_over_the_renewal_is_credited_from_the_period_start(
     double.faults.clear()
     s.sync.drain()
     assert s.item_quantity() == 10
-    # The two released seats were billed by the renewal for the whole year: credited.
-    assert sum(item.amount for item in s.pending_items()) == -2 * 36500
+    # The two released seats were billed by the renewal for the whole year: credited at
+    # once, to the customer's credit balance (not left pending for a year).
+    assert s.pending_items() == []
+    customer = s.stripe.v1.customers.retrieve(str(s.stripe_sub.customer))
+    assert customer.balance == -2 * 36500
     double.advance_to(at(utc(2028, 1, 1, 2)))
     latest = max(s.new_invoices(), key=lambda i: i.created)
-    assert latest.total == 10 * 36500 - 2 * 36500  # next renewal: 10 seats, less the credit
+    assert latest.total == 10 * 36500  # next renewal: 10 seats ...
+    assert latest.amount_due == 10 * 36500 - 2 * 36500  # ... less the credit
 
 
 def test_a_purchase_pending_over_the_renewal_is_charged_in_the_new_period(

@@ -28,6 +28,7 @@ from connector.domain.seats import (
     occupies_licence,
     occupy,
     over_allocation,
+    paid_when_linked,
     release,
     renew,
     vacate,
@@ -232,3 +233,18 @@ def test_who_takes_a_licence(
         )
         is occupies
     )
+
+
+@pytest.mark.parametrize(
+    ("held", "highest_billed", "credited", "paid"),
+    [
+        (10, 10, False, 10),  # nothing happened this period
+        (7, 10, False, 10),  # lowered without proration: 10 stay paid (re-adding is free)
+        (10, 12, True, 10),  # lowered with prorations: the credit gave 2 back
+        (10, 0, False, 10),  # not invoiced yet this period: what Stripe holds
+    ],
+)
+def test_what_counts_as_paid_when_a_subscription_is_linked(
+    held: int, highest_billed: int, credited: bool, paid: int
+) -> None:
+    assert paid_when_linked(held, highest_billed, credited) == paid

@@ -23,6 +23,8 @@ class Customer(Tracked):
     currency: str | None = None
     next_invoice_sequence: int = 1
     description: str | None = None
+    # Bank-transfer funds received but not applied to invoices: {currency: minor units}.
+    cash_balance: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +70,18 @@ def customer_json(c: Customer) -> Json:
         "shipping": None,
         "tax_exempt": "none",
         "test_clock": c.test_clock,
+    }
+
+
+def cash_balance_json(c: Customer) -> Json:
+    """``customer.cash_balance`` (only present when expanded)."""
+    return {
+        "object": "cash_balance",
+        "available": dict(c.cash_balance) or None,
+        "customer": c.id,
+        "customer_account": None,
+        "livemode": False,
+        "settings": {"reconciliation_mode": "automatic", "using_merchant_default": True},
     }
 
 

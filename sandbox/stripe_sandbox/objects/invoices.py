@@ -95,6 +95,7 @@ class Invoice(Tracked):
     subscription_metadata: dict[str, str] | None = None
     payments: list[InvoicePayment] = field(default_factory=list)
     webhooks_delivered_at: int | None = None
+    due_date: int | None = None  # send_invoice only; set while a draft
 
     @property
     def total(self) -> int:
@@ -294,7 +295,7 @@ def invoice_json(inv: Invoice, cust: Customer, lines: list[Json], *, preview: bo
         "default_tax_rates": [],
         "description": None,
         "discounts": [],
-        "due_date": None,
+        "due_date": inv.due_date,
         "effective_at": inv.finalized_at,
         "ending_balance": inv.ending_balance,
         "footer": None,

@@ -15,6 +15,7 @@ from stripe_sandbox.routes import (  # noqa: F401
     events,
     invoices,
     subscriptions,
+    test_clocks,
 )
 from stripe_sandbox.routes.registry import dispatch
 

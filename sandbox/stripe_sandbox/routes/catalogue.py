@@ -138,3 +138,40 @@ def list_prices(state: StripeState, _m: re.Match[str], p: Params) -> Json:
         and (lookup_keys is None or x.lookup_key in lookup_keys)
     ]
     return paginate([state.price_json(x) for x in prices], p, "/v1/prices")
+
+
+@route("POST", r"/v1/products/(?P<id>[^/]+)")
+def update_product(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    """Rename, re-tag or archive (``active=false``) a product."""
+    check_known(p, ["active", "name", "metadata"])
+    product = state.product(m["id"])
+    before = state.product_json(product)
+    active = opt_bool(p, "active")
+    if active is not None:
+        product.active = active
+    if "name" in p:
+        product.name = req_str(p, "name")
+    if "metadata" in p:
+        product.metadata = metadata_update(product.metadata, p)
+    after = state.product_json(product)
+    state.emit("product.updated", after, {k: v for k, v in before.items() if after[k] != v})
+    return after
+
+
+@route("POST", r"/v1/prices/(?P<id>[^/]+)")
+def update_price(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    """Archive (``active=false``) a price, or change its nickname or metadata; its amount
+    and interval never change (Stripe: create a new price)."""
+    check_known(p, ["active", "nickname", "metadata"])
+    price = state.price(m["id"])
+    before = state.price_json(price)
+    active = opt_bool(p, "active")
+    if active is not None:
+        price.active = active
+    if "nickname" in p:
+        price.nickname = opt_str(p, "nickname") or None
+    if "metadata" in p:
+        price.metadata = metadata_update(price.metadata, p)
+    after = state.price_json(price)
+    state.emit("price.updated", after, {k: v for k, v in before.items() if after[k] != v})
+    return after

@@ -8,8 +8,18 @@ from __future__ import annotations
 import re
 
 from stripe_sandbox.errors import StripeError
-from stripe_sandbox.form import Params, check_known, metadata_update, opt_str, req_int, req_str
+from stripe_sandbox.form import (
+    Params,
+    check_known,
+    expand_list,
+    metadata_update,
+    opt_dict,
+    opt_str,
+    req_int,
+    req_str,
+)
 from stripe_sandbox.objects import Json
+from stripe_sandbox.objects.customers import cash_balance_json
 from stripe_sandbox.routes.registry import (
     created_filter,
     metadata_of,
@@ -22,8 +32,28 @@ from stripe_sandbox.state import StripeState
 
 @route("POST", r"/v1/customers")
 def create_customer(state: StripeState, _m: re.Match[str], p: Params) -> Json:
-    check_known(p, ["email", "name", "metadata", "test_clock", "description"])
+    check_known(
+        p,
+        [
+            "email",
+            "name",
+            "metadata",
+            "test_clock",
+            "description",
+            "payment_method",
+            "invoice_settings",
+        ],
+    )
     clock = opt_str(p, "test_clock")
+    if clock is not None:
+        state.test_clock(clock, param="test_clock")
+    # Accepted for Stripe's test cards (pm_card_visa); the sandbox's payments succeed
+    # unless a test arms a failure, whatever the payment method.
+    opt_str(p, "payment_method")
+    settings = opt_dict(p, "invoice_settings")
+    if settings is not None:
+        check_known(settings, ["default_payment_method"], "invoice_settings")
+        opt_str(settings, "default_payment_method", "invoice_settings[default_payment_method]")
     return state.customer_json(
         state.create_customer(
             email=opt_str(p, "email"),
@@ -38,7 +68,11 @@ def create_customer(state: StripeState, _m: re.Match[str], p: Params) -> Json:
 @route("GET", r"/v1/customers/(?P<id>[^/]+)")
 def get_customer(state: StripeState, m: re.Match[str], p: Params) -> Json:
     check_known(p, [])
-    return state.customer_json(state.customer(m["id"]))
+    c = state.customer(m["id"])
+    found = state.customer_json(c)
+    if "cash_balance" in expand_list(p):  # includable: present only when expanded
+        found["cash_balance"] = cash_balance_json(c)
+    return found
 
 
 @route("POST", r"/v1/customers/(?P<id>[^/]+)")

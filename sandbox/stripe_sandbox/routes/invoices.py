@@ -17,6 +17,7 @@ from stripe_sandbox.form import (
     opt_enum,
     opt_int,
     opt_list,
+    metadata_update,
     opt_str,
     req_str,
 )
@@ -133,6 +134,25 @@ def pay_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
     return state.invoice_json(inv)
 
 
+@route("POST", r"/v1/invoices/(?P<id>in_[^/]+)")
+def update_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    """What may change after creation (see :meth:`StripeState.update_invoice`); the path
+    names an ``in_`` id, so it never overlaps ``/v1/invoices/create_preview``."""
+    check_known(p, ["auto_advance", "due_date", "days_until_due", "metadata"])
+    inv = state.invoice(m["id"])
+    days = opt_int(p, "days_until_due")
+    if days is not None and days < 0:
+        raise bad_request("days_until_due must be zero or more.", param="days_until_due")
+    state.update_invoice(
+        inv,
+        auto_advance=opt_bool(p, "auto_advance"),
+        due_date=opt_int(p, "due_date"),
+        days_until_due=days,
+        metadata=metadata_update(inv.metadata, p) if "metadata" in p else None,
+    )
+    return state.invoice_json(inv)
+
+
 @route("POST", r"/v1/invoices/(?P<id>[^/]+)/void")
 def void_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
     check_known(p, [])
@@ -216,6 +236,78 @@ def _preview(state: StripeState, s: Subscription, customer: Customer, details: P
 
 
 # --- invoice items and invoice payments ---------------------------------------------------
+
+
+@route("POST", r"/v1/invoiceitems")
+def create_invoice_item(state: StripeState, _m: re.Match[str], p: Params) -> Json:
+    """A one-off charge: ``amount``, or ``unit_amount_decimal`` times ``quantity`` (whole
+    minor units only in the sandbox); on the draft ``invoice`` given, else pending."""
+    check_known(
+        p,
+        [
+            "customer",
+            "invoice",
+            "subscription",
+            "currency",
+            "amount",
+            "unit_amount_decimal",
+            "quantity",
+            "description",
+            "period",
+            "metadata",
+        ],
+    )
+    customer = state.customer(req_str(p, "customer"), param="customer")
+    invoice_id = opt_str(p, "invoice")
+    inv = state.invoice(invoice_id, param="invoice") if invoice_id else None
+    sub_id = opt_str(p, "subscription")
+    s = state.subscription(sub_id, param="subscription") if sub_id else None
+    if s is not None and s.customer != customer.id:
+        raise bad_request(
+            f"The subscription {s.id} does not belong to customer {customer.id}.",
+            param="subscription",
+        )
+    currency = opt_str(p, "currency") or (inv.currency if inv else None) or customer.currency
+    if currency is None:
+        raise bad_request("Missing required param: currency.", param="currency")
+    quantity = opt_int(p, "quantity")
+    if quantity is not None and quantity < 0:
+        raise bad_request("Invalid quantity: must be non-negative", param="quantity")
+    amount = opt_int(p, "amount")
+    unit = opt_str(p, "unit_amount_decimal")
+    if (amount is None) == (unit is None):
+        raise bad_request(
+            "You must specify exactly one of amount or unit_amount_decimal.", param="amount"
+        )
+    if unit is not None:
+        if not re.fullmatch(r"-?\d+(?:\.0+)?", unit):
+            raise bad_request(
+                "The Stripe sandbox only models whole minor units in unit_amount_decimal.",
+                param="unit_amount_decimal",
+            )
+        amount = int(float(unit)) * (1 if quantity is None else quantity)
+    period = opt_dict(p, "period")
+    start = end = state.now
+    if period is not None:
+        check_known(period, ["start", "end"], "period")
+        start = opt_int(period, "start", "period[start]") or state.now
+        end = opt_int(period, "end", "period[end]") or start
+        if end < start:
+            raise bad_request(
+                "The period end must be greater than or equal to the start.", param="period[end]"
+            )
+    ii = state.add_invoice_item(
+        customer=customer,
+        currency=currency,
+        amount=amount or 0,
+        quantity=1 if quantity is None else quantity,
+        description=opt_str(p, "description") or "Invoice item",
+        period=(start, end),
+        subscription=s,
+        invoice=inv,
+        metadata=metadata_of(p),
+    )
+    return state.invoice_item_json(ii)
 
 
 @route("GET", r"/v1/invoiceitems/(?P<id>[^/]+)")

@@ -17,16 +17,17 @@ below it and never the ones above (so every call is checked by mypy as is):
 - :mod:`.invoices` - invoices and payments;
 - :mod:`.prorations` - proration invoice items;
 - :mod:`.subscriptions` - subscriptions and their items;
-- :mod:`.clock` - moving time: renewals and auto-finalization.
+- :mod:`.clock` - moving time: renewals and auto-finalization;
+- :mod:`.test_clocks` - Stripe's test clocks on that one clock.
 """
 
 from stripe_sandbox.state.base import ArmedFailure, Books, Snapshot
-from stripe_sandbox.state.clock import Clock
 from stripe_sandbox.state.invoices import RENEWAL_FINALIZE_DELAY
 from stripe_sandbox.state.subscriptions import PAYMENT_BEHAVIORS, PRORATION_BEHAVIORS, ItemChange
+from stripe_sandbox.state.test_clocks import TestClocks
 
 
-class StripeState(Clock):
+class StripeState(TestClocks):
     """Stateful Stripe billing model with a movable clock (all layers together)."""
 
 

@@ -38,6 +38,7 @@ from stripe_sandbox.objects import (
     subscription_item_json,
     subscription_json,
 )
+from stripe_sandbox.objects.test_clocks import TestClock
 
 
 @dataclass
@@ -60,6 +61,7 @@ _OBJECT_TABLES = (
     "items",
     "invoice_items",
     "invoices",
+    "test_clocks",
 )
 
 
@@ -84,6 +86,7 @@ class Books:
     items: dict[str, SubscriptionItem] = field(default_factory=dict)
     invoice_items: dict[str, InvoiceItem] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
+    test_clocks: dict[str, TestClock] = field(default_factory=dict)
     payment_failures: list[ArmedFailure] = field(default_factory=list)
 
 

@@ -39,6 +39,26 @@ class Customers(Catalogue):
         self.emit("customer.created", customer_json(c))
         return c
 
+    def fund_cash_balance(self, c: Customer, *, amount: int, currency: str) -> None:
+        """Bank-transfer funds arriving in the customer's cash balance (not yet applied to
+        an invoice): ``customer_cash_balance_transaction.created``, as Stripe emits it."""
+        c.cash_balance = {**c.cash_balance, currency: c.cash_balance.get(currency, 0) + amount}
+        self.emit(
+            "customer_cash_balance_transaction.created",
+            {
+                "id": self.new_id("ccsbtxn"),
+                "object": "customer_cash_balance_transaction",
+                "created": self.now,
+                "currency": currency,
+                "customer": c.id,
+                "ending_balance": c.cash_balance[currency],
+                "funded": {"bank_transfer": {"type": "eu_bank_transfer"}},
+                "livemode": False,
+                "net_amount": amount,
+                "type": "funded",
+            },
+        )
+
     def add_balance_transaction(
         self,
         c: Customer,

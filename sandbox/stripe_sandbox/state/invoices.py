@@ -157,6 +157,79 @@ class Invoices(Customers):
         self.emit("invoice.created", self.invoice_json(inv))
         return inv
 
+    def add_invoice_item(
+        self,
+        *,
+        customer: Customer,
+        currency: str,
+        amount: int,
+        quantity: int,
+        description: str,
+        period: tuple[int, int],
+        subscription: Subscription | None,
+        invoice: Invoice | None,
+        metadata: dict[str, str],
+    ) -> InvoiceItem:
+        """A one-off invoice item (``POST /v1/invoiceitems``): pending, or on a draft invoice
+        given explicitly (then it is a line of that invoice at once)."""
+        if invoice is not None:
+            if invoice.customer != customer.id:
+                raise bad_request(
+                    f"The invoice {invoice.id} does not belong to customer {customer.id}.",
+                    param="invoice",
+                )
+            if invoice.status != "draft":
+                raise bad_request(
+                    "You can only add invoice items to draft invoices.",
+                    param="invoice",
+                    code="invoice_not_editable",
+                )
+            if invoice.currency != currency:
+                raise bad_request(
+                    f"The currency {currency} does not match the invoice's {invoice.currency}.",
+                    param="currency",
+                )
+        ii = InvoiceItem(
+            id=self.new_id("ii"),
+            customer=customer.id,
+            currency=currency,
+            amount=amount,
+            description=description,
+            date=self.now,
+            period_start=period[0],
+            period_end=period[1],
+            quantity=quantity,
+            price=None,
+            proration=False,
+            subscription=subscription.id if subscription is not None else None,
+            subscription_item=None,
+            invoice=invoice.id if invoice is not None else None,
+            metadata=metadata,
+        )
+        self.books.invoice_items[ii.id] = ii
+        if invoice is not None:
+            invoice.lines = [
+                *invoice.lines,
+                LineItem(
+                    id=self.new_id("il"),
+                    invoice=invoice.id,
+                    amount=amount,
+                    currency=currency,
+                    description=description,
+                    period_start=period[0],
+                    period_end=period[1],
+                    quantity=quantity,
+                    price=None,
+                    product=None,
+                    proration=False,
+                    subscription=ii.subscription,
+                    subscription_item=None,
+                    invoice_item=ii.id,
+                ),
+            ]
+        self.emit("invoiceitem.created", self.invoice_item_json(ii))
+        return ii
+
     def finalize(self, inv: Invoice, *, attempt_payment: bool) -> bool:
         """Finalize a draft: apply the customer balance, number it, maybe collect.
 
@@ -282,6 +355,57 @@ class Invoices(Customers):
         inv.status = "void"
         inv.voided_at = self.now
         self.emit("invoice.voided", self.invoice_json(inv))
+
+    def update_invoice(
+        self,
+        inv: Invoice,
+        *,
+        auto_advance: bool | None = None,
+        due_date: int | None = None,
+        days_until_due: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """``POST /v1/invoices/{id}`` for what Stripe lets change after creation:
+        ``auto_advance`` on draft and open invoices (false on an open one stops automatic
+        collection: no retry is scheduled); ``due_date`` / ``days_until_due`` only on drafts
+        with ``collection_method=send_invoice`` (a finalized invoice's due date never moves)."""
+        before = self.invoice_json(inv)
+        if auto_advance is not None:
+            if inv.status not in ("draft", "open"):
+                raise bad_request(
+                    f"Automatic collection can only be changed on draft and open invoices; "
+                    f"this invoice is {inv.status}.",
+                    param="auto_advance",
+                )
+            inv.auto_advance = auto_advance
+            if inv.status == "draft":
+                inv.automatically_finalizes_at = (
+                    self.now + RENEWAL_FINALIZE_DELAY if auto_advance else None
+                )
+            elif not auto_advance:
+                inv.next_payment_attempt = None
+        for param, value in (("due_date", due_date), ("days_until_due", days_until_due)):
+            if value is None:
+                continue
+            if inv.collection_method != "send_invoice":
+                raise bad_request(
+                    f"{param} is only valid for invoices where collection_method=send_invoice.",
+                    param=param,
+                )
+            if inv.status != "draft":
+                raise bad_request(
+                    f"{param} can only be updated on draft invoices; this invoice is "
+                    f"{inv.status}.",
+                    param=param,
+                    code="invoice_not_editable",
+                )
+            inv.due_date = value if param == "due_date" else inv.created + value * 86400
+        if metadata is not None:
+            inv.metadata = metadata
+        after = self.invoice_json(inv)
+        changed = previous_attributes(before, after)
+        if changed:
+            self.emit("invoice.updated", after, changed)
 
     def receive_payment(self, inv: Invoice, amount: int) -> None:
         """A customer payment arriving through Stripe (e.g. a bank transfer).

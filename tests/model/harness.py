@@ -1,0 +1,196 @@
+"""The world one model example runs in: a fresh database, a fresh Stripe double and the
+real connector (Flask test client, outbox drain), plus readers of what Stripe holds.
+
+Each Hypothesis example builds its own world (`WorldFactory`), so examples never see each
+other's subscriptions, dead letters or clock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import responses
+import stripe
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+
+from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.models import Base
+from connector.adapters.stripe_port import StripeClientPort
+from connector.app import create_app
+from connector.config import Settings, StripeSettings, SyncSettings
+from connector.services.apikeys import Scope, create_key
+from stripe_sandbox.double import StripeDouble
+from stripe_sandbox.responses_adapter import install
+from sync.drain import OutboxDrain
+from tests.helpers import Database, utc
+
+STRIPE_API_BASE = "https://api.stripe.test"
+
+
+class CrashAfterStripe(BaseException):
+    """The worker dies right after Stripe applied its write: nothing catches it."""
+
+
+class CrashBeforeStripe(BaseException):
+    """The worker dies after journalling a write, before it left."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One amount Stripe holds for a subscription: an invoice line or a pending item."""
+
+    price: str | None
+    amount: int
+    proration: bool
+    period_start: int
+    period_end: int
+    where: str  # "first", "renewal", "immediate" (update/manual invoice) or "pending"
+
+
+class World:
+    """One example's connector, database and Stripe."""
+
+    def __init__(self, database: Database, url: str, start: int, cleanup: Callable[[], None]):
+        self.database = database
+        self._cleanup = cleanup
+        self.engine: Engine = make_engine(url)
+        self.double = StripeDouble(now=start)
+        self.rsps = responses.RequestsMock(assert_all_requests_are_fired=False)
+        self.rsps.start()
+        install(self.rsps, self.double, STRIPE_API_BASE)
+        self.stripe = stripe.StripeClient(
+            "sk_test_seatsync",
+            stripe_version="2026-10-28.endive",
+            http_client=stripe.RequestsClient(),
+            base_addresses={"api": STRIPE_API_BASE},
+        )
+        self.settings = Settings(
+            database_url=url,
+            stripe=StripeSettings(api_key="sk_test_seatsync", api_base=STRIPE_API_BASE),
+            sync=SyncSettings(max_requests_per_second=1000, run_in_web=False),
+        )
+        app = create_app(
+            self.settings,
+            engine=self.engine,
+            stripe_port=StripeClientPort(self.stripe),
+            clock=self.clock,
+            validate_responses=True,
+            run_jobs=False,
+        )
+        app.testing = True
+        self.client: FlaskClient = app.test_client()
+        with make_session_factory(self.engine).begin() as session:
+            secret = create_key(session, "model", list(Scope), utc(2026, 1, 1)).secret
+        self.auth = {"Authorization": f"Bearer {secret}"}
+        self.sync = self.make_drain("model-worker")
+
+    def clock(self) -> datetime:
+        return datetime.fromtimestamp(self.double.now, UTC)
+
+    def make_drain(self, worker_id: str) -> OutboxDrain:
+        """A drain with a Stripe port of its own (so a test may break just this one)."""
+        return OutboxDrain(
+            make_session_factory(self.engine),
+            StripeClientPort(self.stripe),
+            self.clock,
+            self.settings.sync.model_copy(),
+            worker_id,
+            jitter=lambda: 0.0,
+        )
+
+    def close(self) -> None:
+        try:
+            self.rsps.stop()
+            self.rsps.reset()
+        finally:
+            self.engine.dispose()
+            self._cleanup()
+
+    # --- the connector's API --------------------------------------------------------------
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        key: bool = False,
+    ) -> tuple[int, dict[str, Any]]:
+        headers = dict(self.auth)
+        if key:
+            headers["Idempotency-Key"] = f"model-{uuid.uuid4()}"
+        response = self.client.open(path, method=method, json=body, headers=headers)
+        payload: dict[str, Any] = response.get_json(silent=True) or {}
+        return response.status_code, payload
+
+    # --- what Stripe holds ------------------------------------------------------------------
+
+    def lines(self, stripe_subscription_id: str) -> list[Line]:
+        books = self.double.state.books
+        out: list[Line] = []
+        for invoice in books.invoices.values():
+            if invoice.subscription != stripe_subscription_id or invoice.status == "void":
+                continue
+            where = {
+                "subscription_create": "first",
+                "subscription_cycle": "renewal",
+            }.get(invoice.billing_reason, "immediate")
+            out += [
+                Line(li.price, li.amount, li.proration, li.period_start, li.period_end, where)
+                for li in invoice.lines
+            ]
+        for item in books.invoice_items.values():
+            if item.invoice is None and item.subscription == stripe_subscription_id:
+                out.append(
+                    Line(
+                        item.price,
+                        item.amount,
+                        item.proration,
+                        item.period_start,
+                        item.period_end,
+                        "pending",
+                    )
+                )
+        return out
+
+    def quantities(self, stripe_subscription_id: str) -> dict[str, int]:
+        """Stripe's quantity per price."""
+        books = self.double.state.books
+        subscription = books.subscriptions[stripe_subscription_id]
+        return {books.items[i].price: books.items[i].quantity for i in subscription.items}
+
+    def seat_type_ids(self) -> dict[int, str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, name FROM seat_types")).all()
+        return {int(row[0]): str(row[1]) for row in rows}
+
+
+class WorldFactory:
+    """Builds a fresh world per example on the test's database backend."""
+
+    def __init__(self, database: Database, workdir: Path, sqlite_template: Path | None) -> None:
+        self.database = database
+        self.workdir = workdir
+        self.template = sqlite_template
+        self.built = 0
+
+    def __call__(self, start: int) -> World:
+        self.built += 1
+        if self.database.backend == "sqlite":
+            assert self.template is not None
+            path = self.workdir / f"model-{self.built}.db"
+            shutil.copy(self.template, path)
+            return World(self.database, f"sqlite:///{path}", start, lambda: path.unlink())
+        engine = self.database.engine()
+        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return World(self.database, self.database.url, start, lambda: None)
