@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from connector.config import Settings, load_settings
 from connector.events_cli import events
+from connector.selfcheck.command import selfcheck
 
 if TYPE_CHECKING:
     from sync.worker import Jobs
@@ -28,14 +30,23 @@ def _settings(ctx: click.Context) -> Settings:
     default=None,
     help="TOML file (default: $SEATSYNC_CONFIG, else ./seatsync.toml if present)",
 )
+@click.option(
+    "--database",
+    "database_url",
+    default=None,
+    help="database URL (default: the setting database_url, sqlite:///var/seatsync.db; the "
+    "demo's is sqlite:///var/demo.db)",
+)
 @click.pass_context
-def main(ctx: click.Context, config_file: str | None) -> None:
+def main(ctx: click.Context, config_file: str | None, database_url: str | None) -> None:
     """seatsync: per-seat billing between your product and Stripe."""
-    settings = load_settings(config_file)
+    overrides = {"database_url": database_url} if database_url else {}
+    settings = load_settings(config_file, **overrides)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for chatty in ("stripe", "alembic"):  # one line per HTTP call / migration step
+    # one line per HTTP call / migration step / job run: only warnings and worse
+    for chatty in ("stripe", "alembic", "apscheduler"):
         logging.getLogger(chatty).setLevel(
             max(logging.WARNING, logging.getLevelName(settings.log_level))
         )
@@ -114,12 +125,18 @@ def apikey_revoke(ctx: click.Context, key_id: str) -> None:
 
 @main.command()
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--host", default=None, help="default: the setting server.host (127.0.0.1)")
+@click.option("--port", type=int, default=None, help="default: the setting server.port (8000)")
 @click.pass_context
-def serve(ctx: click.Context, workers: int) -> None:
+def serve(ctx: click.Context, workers: int, host: str | None, port: int | None) -> None:
     """Serve the HTTP API with gunicorn."""
     from connector.server import run_gunicorn
 
-    run_gunicorn(_settings(ctx), workers=workers)
+    settings = _settings(ctx)
+    server = settings.server.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    run_gunicorn(settings.model_copy(update={"server": server}), workers=workers)
 
 
 def _jobs(settings: Settings) -> Jobs:
@@ -151,12 +168,31 @@ def worker(ctx: click.Context) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """How the sync with Stripe stands: pending, retrying, dead-lettered, drift."""
+    from sqlalchemy.engine import make_url
+
     from connector.adapters.database import make_engine, make_session_factory
+    from connector.adapters.migrate import is_current
     from connector.api.sync_status import sync_status
 
-    sessions = make_session_factory(make_engine(_settings(ctx).database_url))
+    url = _settings(ctx).database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    database_file = make_url(url).database if make_url(url).get_backend_name() == "sqlite" else None
+    if database_file and not Path(database_file).exists():  # never create an empty one
+        raise click.ClickException(
+            f"no database at {shown}. Choose one with --database or SEATSYNC_DATABASE_URL "
+            "(the demo's: --database sqlite:///var/demo.db)"
+        )
+    engine = make_engine(url)
+    if not is_current(engine):
+        raise click.ClickException(
+            f"the database at {shown} is not migrated: run `seatsync db upgrade`, or choose "
+            "another with --database"
+        )
+    sessions = make_session_factory(engine)
     with sessions() as session:
         report = sync_status(session, datetime.now(UTC))
+    if not as_json:
+        click.echo(f"database:          {shown}")
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
@@ -205,11 +241,15 @@ def export_billed_holders(
     except ServiceError as error:
         hint = "--month" if error.code == "invalid_month" else "--subscription"
         raise click.BadParameter(error.message, param_hint=hint) from error
-    with click.open_file(output or "-", "w", encoding="utf-8", newline="") as target:
+    if output is None:
+        for line in csv_lines(rows):
+            click.echo(line, nl=False)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as target:  # the CSV's own CRLF
         for line in csv_lines(rows):
             target.write(line)
-    if output:
-        click.echo(f"written to {output}", err=True)
+    click.echo(f"written to {output}", err=True)
 
 
 main.add_command(events)
+main.add_command(selfcheck)

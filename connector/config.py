@@ -73,6 +73,9 @@ class SyncSettings(BaseModel):
     true_up_interval_seconds: float = Field(default=300.0, gt=0)
     # Seconds between deliveries of pending over-allocation notices (e-mails, callbacks).
     notices_interval_seconds: float = Field(default=10.0, gt=0)
+    # Seconds between runs of the payments job: unfinished out-of-band payments and refund
+    # debits finished, Stripe's collection resumed for invoices whose extension ran out.
+    payments_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 class SmtpSettings(BaseModel):

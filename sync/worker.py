@@ -27,6 +27,7 @@ from connector.adapters.models import RECONCILE_JOB, RENEWALS_JOB
 from connector.adapters.stripe_port import StripePort
 from connector.config import SyncSettings
 from connector.services import true_up
+from connector.services.payment_jobs import PaymentJobsReport, run_payment_jobs
 from sync import leases
 from sync.context import DrainReport
 from sync.drain import OutboxDrain
@@ -99,6 +100,14 @@ class Jobs:
             lambda report: report.as_json(),
         )
 
+    def payments(self) -> PaymentJobsReport:
+        """Finish unfinished out-of-band payments and refund debits; resume Stripe's
+        collection of invoices whose extended term ran out. Safe on every worker at once:
+        each write carries its request's idempotency key, each change a row lock."""
+        return run_payment_jobs(
+            self.sessions, self.port, self.clock, self.outbox_drain.ctx.key_prefix
+        )
+
     def _once_per_cluster(
         self,
         name: str,
@@ -165,6 +174,7 @@ def schedule(scheduler: BaseScheduler, jobs: Jobs) -> BaseScheduler:
         ("renewals", jobs.renewals, settings.renewal_interval_seconds),
         ("reconcile", jobs.reconcile, min(60.0, settings.reconcile_interval_seconds)),
         ("true_ups", jobs.true_ups, min(60.0, settings.true_up_interval_seconds)),
+        ("payments", jobs.payments, settings.payments_interval_seconds),
     ):
         scheduler.add_job(
             _guarded(name, job),

@@ -108,6 +108,8 @@ def double() -> StripeDouble:
 def stripe_client(double: StripeDouble) -> Iterator[stripe.StripeClient]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         install(rsps, double, STRIPE_API_BASE)
+        # Real servers the tests start on loopback (notice callbacks) are really called.
+        rsps.add_passthru("http://127.0.0.1:")
         yield stripe.StripeClient(
             "sk_test_seatsync",
             stripe_version="2026-10-28.endive",

@@ -282,10 +282,11 @@ def note_customer_balance(event: WebhookEvent, ctx: HandlerContext) -> None:
         if not _is_our_customer(session, stripe_customer_id):
             return
     read_at = ctx.clock()  # a later read wins, whichever handler finishes last
+    # Both balances on every read: were a read without the cash balance to win, a
+    # concurrent read with it (an earlier read committing later) would be dropped and the
+    # cash balance never shown (found by tests/reliability/test_webhook_storm.py).
     balance = _fresh(
-        lambda: ctx.stripe.retrieve_customer_balance(
-            stripe_customer_id, with_cash_balance=not is_customer
-        )
+        lambda: ctx.stripe.retrieve_customer_balance(stripe_customer_id, with_cash_balance=True)
     )
     if balance is None:
         return

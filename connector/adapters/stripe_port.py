@@ -447,11 +447,13 @@ class StripeClientPort:
             return None
         cash = getattr(obj, "cash_balance", None) if with_cash_balance else None
         available = getattr(cash, "available", None) if cash is not None else None
+        # A StripeObject is no dict (`.items()` raises): `to_dict()`. No funds: null.
+        funds = {} if available is None else available.to_dict()
         return StripeCustomerBalance(
             stripe_customer_id=obj.id,
             balance=obj.balance or 0,
             currency=obj.currency,
-            cash_balance=None if available is None else {k: int(v) for k, v in available.items()},
+            cash_balance=None if cash is None else {k: int(v) for k, v in funds.items()},
         )
 
     def create_draft_invoice(self, request: OneOffInvoiceRequest) -> str:

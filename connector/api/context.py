@@ -27,7 +27,16 @@ from connector.services.seats import Actor, ChangeContext
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
-PUBLIC_ENDPOINTS = {"openapi.doc_url", "openapi.openapi", "static"}
+# The API's own documentation: the OpenAPI document and Swagger UI (its assets are served
+# from the installed package, offline).
+PUBLIC_ENDPOINTS = {
+    "openapi.doc_url",
+    "openapi.openapi",
+    "openapi.static",
+    "static",
+    "swagger.swagger",
+    "swagger.static",
+}
 F = TypeVar("F", bound=Callable[..., object])
 
 

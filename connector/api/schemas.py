@@ -161,15 +161,25 @@ class SeatTypeView(BaseModel):
     unit_amount: Money
     interval: str
     interval_count: int
-    licences: int = Field(description="licences created / held now")
-    included_in_plan: int = Field(description="the floor: minimum billed")
-    additional_units: int = Field(description="billed beyond the floor")
+    licences: int = Field(description="licences held now (seed 000's 'created')")
+    included_in_plan: int = Field(description="the floor: billed even when unused")
+    additional_units: int = Field(
+        description="billed beyond the floor this period: billed_quantity_now - "
+        "included_in_plan (BILLING_RULES 3). A released licence stays billed, so this can be "
+        "more than licences - included_in_plan until the renewal"
+    )
+    additional_units_at_renewal: int = Field(
+        description="beyond the floor from the next period: billed_quantity_at_renewal - "
+        "included_in_plan"
+    )
     holders: HolderCounts
     free_licences: int
     over_allocation: int
-    peak: int = Field(description="highest licence count this period")
-    billed_quantity_now: int
-    billed_quantity_at_renewal: int
+    peak: int = Field(description="highest licence count this period (what has been paid for)")
+    billed_quantity_now: int = Field(description="billed for this period: max(floor, peak)")
+    billed_quantity_at_renewal: int = Field(
+        description="what the renewal invoice will bill: max(floor, licences at renewal)"
+    )
     stripe_quantity: int = Field(description="what Stripe last showed for the item")
     stripe_quantity_expected: int = Field(description="what the connector wants Stripe to hold")
     stripe_seen_at: datetime
@@ -209,6 +219,11 @@ class PlanView(BaseModel):
     seat_types: list[SeatTypeView]
 
 
+class SubscriptionPage(BaseModel):
+    data: list[PlanView]
+    next_cursor: str | None = Field(description="pass as starting_after for the next page")
+
+
 class Quote(BaseModel):
     seat_type: str
     quantity: int
@@ -221,6 +236,14 @@ class Quote(BaseModel):
     invoiced: Literal["now", "next_invoice", "nothing_to_charge"]
     recurring_amount_before: Money = Field(description="subscription total per period, now")
     recurring_amount_after: Money = Field(description="subscription total per period after buying")
+    amount_basis: Literal["before_discounts_and_tax"] = Field(
+        default="before_discounts_and_tax",
+        description="amounts are Stripe's proration arithmetic (each line rounded to the minor "
+        "unit, as Stripe invoices it) before any coupon, discount or tax Stripe applies",
+    )
+    note: str | None = Field(
+        default=None, description="what else decides the amount, e.g. a trial (charges 0)"
+    )
 
 
 class LedgerEntryView(BaseModel):

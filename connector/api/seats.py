@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, jsonify
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from connector.api import views
@@ -36,6 +36,8 @@ from connector.api.schemas import (
     QuantityRequest,
     Quote,
     SeatChange,
+    StripeId,
+    SubscriptionPage,
     UpdateHolder,
 )
 from connector.errors import Invalid
@@ -72,6 +74,9 @@ class HolderPath(SeatPath):
 
 
 class LedgerQuery(BaseModel):
+    # An unknown parameter (a `cursor=` for `starting_after=`) is refused, never ignored.
+    model_config = ConfigDict(extra="forbid")
+
     limit: int = Field(default=50, ge=1, le=500)
     starting_after: int | None = Field(
         default=None, ge=1, le=2**63 - 1, description="cursor: next_cursor of a page"
@@ -120,6 +125,28 @@ def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> 
         return views.plan_view(session, subscription.id)
 
     return run_change(change, status=201)
+
+
+class SubscriptionsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stripe_customer_id: StripeId | None = Field(default=None, description="only this customer's")
+    limit: int = Field(default=20, ge=1, le=100)
+    starting_after: PathId | None = Field(
+        default=None, description="cursor: next_cursor of a page (a subscription id)"
+    )
+
+
+@bp.get("", responses={200: SubscriptionPage})
+@scoped(BP, Scope.SEATS_READ)
+def list_subscriptions(query: SubscriptionsQuery) -> Response:
+    """Registered subscriptions with their plan views, oldest registration first; filter by
+    Stripe customer."""
+    with wiring().sessions() as session:
+        page = views.subscription_page(
+            session, query.stripe_customer_id, query.limit, query.starting_after
+        )
+    return jsonify(page.model_dump(mode="json"))
 
 
 @bp.get("/<id>", responses={200: PlanView})

@@ -31,11 +31,12 @@ from connector.api.schemas import (
     PlanView,
     Quote,
     SeatTypeView,
+    SubscriptionPage,
 )
 from connector.domain import seats as domain
 from connector.domain.proration import ProrationBehavior, period_containing
 from connector.domain.seats import BilledPer, Policy, SeatCounts, SeatRefusal
-from connector.domain.states import OutboxStatus
+from connector.domain.states import TRIALING, OutboxStatus
 from connector.domain.true_up import owed_seats
 from connector.errors import Conflict, NotFound
 from connector.services.seats import charge_for
@@ -119,6 +120,7 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
                 licences=counts.licences,
                 included_in_plan=terms.floor,
                 additional_units=domain.additional_units(terms, counts),
+                additional_units_at_renewal=domain.additional_units_at_renewal(terms, counts),
                 holders=_holder_counts(session, seat_type),
                 free_licences=domain.free_licences(counts),
                 over_allocation=domain.over_allocation(counts),
@@ -200,6 +202,12 @@ def quote(
         charge=Money(amount=amount, currency=currency),
         proration_date=proration_date,
         invoiced=invoiced,
+        note=(
+            "the subscription is in its trial: nothing is charged now; the first invoice "
+            "after the trial bills every licence at the full price"
+            if subscription.status == TRIALING
+            else None
+        ),
         recurring_amount_before=Money(
             amount=others + domain.billed_at_renewal(terms, before) * seat_type.unit_amount,
             currency=currency,
@@ -252,3 +260,22 @@ def ledger_page(
     ]
     has_more = len(rows) > limit
     return LedgerPage(data=data, has_more=has_more, next_cursor=data[-1].id if has_more else None)
+
+
+def subscription_page(
+    session: Session, stripe_customer_id: str | None, limit: int, starting_after: str | None
+) -> SubscriptionPage:
+    """Plan views, ordered by our id (cursor pagination on it)."""
+    query = select(Subscription.id).order_by(Subscription.id).limit(limit + 1)
+    if stripe_customer_id is not None:
+        query = query.join(Account, Account.id == Subscription.account_id).where(
+            Account.stripe_customer_id == stripe_customer_id
+        )
+    if starting_after is not None:
+        query = query.where(Subscription.id > starting_after)
+    ids = list(session.scalars(query))
+    page = ids[:limit]
+    return SubscriptionPage(
+        data=[plan_view(session, subscription_id) for subscription_id in page],
+        next_cursor=page[-1] if len(ids) > limit else None,
+    )

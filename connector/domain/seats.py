@@ -113,7 +113,12 @@ def billed_now(terms: SeatTerms, counts: SeatCounts) -> int:
 
 
 def additional_units(terms: SeatTerms, counts: SeatCounts) -> int:
+    """Seed 000's third column: billed beyond the floor this period."""
     return max(0, billed_now(terms, counts) - terms.floor)
+
+
+def additional_units_at_renewal(terms: SeatTerms, counts: SeatCounts) -> int:
+    return max(0, billed_at_renewal(terms, counts) - terms.floor)
 
 
 def free_licences(counts: SeatCounts) -> int:

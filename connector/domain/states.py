@@ -45,5 +45,8 @@ class StripeOperation(StrEnum):
     TRUE_UP_INVOICE = "true_up_invoice"  # a true-up's one-off invoice (no seat type: no quantity)
 
 
+# During a trial Stripe bills nothing; the first invoice after it bills the whole quantity.
+TRIALING = "trialing"
+
 # Stripe subscription statuses after which nothing more is billed: the one definition.
 ENDED_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})

@@ -235,17 +235,17 @@ def set_group_state(
     group = session.scalars(
         select(Group).where(Group.subscription_id == subscription.id, Group.group_id == group_id)
     ).first()
-    if group is None:
-        if not _group_seen(session, subscription, group_id):
-            raise NotFound(
-                "unknown_group",
-                f"subscription {subscription.id} knows no group (team) {group_id!r}: no holder "
-                "lists it in its groups and no team licence is held by it",
-            )
-        group = Group(subscription_id=subscription.id, group_id=group_id, archived=archived)
-        session.add(group)
+    if group is None and not _group_seen(session, subscription, group_id):
+        raise NotFound(
+            "unknown_group",
+            f"subscription {subscription.id} knows no group (team) {group_id!r}: no holder "
+            "lists it in its groups and no team licence is held by it",
+        )
     for seat_type in seat_types:  # a true-up that came due is settled before the change
         true_up.settle_due(session, ctx, subscription, seat_type)
+    if group is None:
+        group = Group(subscription_id=subscription.id, group_id=group_id, archived=archived)
+        session.add(group)
     group.archived, group.updated_at = archived, ctx.now
     session.flush()
     archived_now = archived_groups(session, subscription)

@@ -35,7 +35,7 @@ from connector.domain.proration import (
     prorated_charge,
 )
 from connector.domain.seats import SeatCounts, SeatRefusal
-from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, TRIALING
 from connector.errors import Conflict
 from connector.services import assignments, ledger
 
@@ -104,6 +104,8 @@ def charge_for(
     amount = prorated_charge(
         seat_type.unit_amount, billed_before, billed_after, plan.proration_date, period
     )
+    if subscription.status == TRIALING:
+        amount = 0  # Stripe prorates a trial at its price, nothing; the first invoice bills all
     return plan.behavior, plan.proration_date, amount
 
 

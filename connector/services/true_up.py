@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -457,8 +458,6 @@ class RunReport:
     invoices: InvoiceReport
 
     def as_json(self) -> str:
-        import json
-
         return json.dumps(
             {
                 "settled": self.settled,

@@ -17,7 +17,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for chatty in ("stripe", "alembic"):  # one line per HTTP call / migration step
+    # one line per HTTP call / migration step / job run: only warnings and worse
+    for chatty in ("stripe", "alembic", "apscheduler"):
         logging.getLogger(chatty).setLevel(
             max(logging.WARNING, logging.getLevelName(level.upper()))
         )

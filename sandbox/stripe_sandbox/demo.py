@@ -9,6 +9,7 @@ seatsync installed beside this package (scripts/bootstrap installs both).
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 import stripe
 from flask import Flask
 from sqlalchemy.engine import make_url
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.migrate import upgrade
@@ -31,8 +32,27 @@ from stripe_sandbox.server import create_sandbox_app
 DEMO_STRIPE_KEY = "sk_test_seatsync_demo"
 
 
+def _check_free(port: int, what: str) -> None:
+    """A taken port stops the demo before anything is set up or printed (werkzeug would
+    print its own advice and exit half-way)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise SystemExit(
+                f"cannot listen on 127.0.0.1:{port} for the {what} ({error.strerror}): "
+                "choose free ports, e.g. scripts/demo --port 8001 --sandbox-port 12112"
+            ) from error
+
+
+def _bind(app: Flask, port: int, what: str) -> BaseWSGIServer:
+    _check_free(port, what)
+    return make_server("127.0.0.1", port, app, threaded=True)
+
+
 def _serve_in_background(app: Flask, port: int, name: str) -> None:
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = _bind(app, port, name)
     threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
 
 
@@ -61,6 +81,8 @@ def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str]:
 
 
 def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
+    _check_free(port, "connector")
+    _check_free(sandbox_port, "stripe-sandbox")
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     double = StripeDouble(int(time.time()))
     # The sandbox delivers its events, signed, to the connector's receiver (deliveries made
@@ -91,7 +113,15 @@ def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
         json={
             "stripe_subscription_id": stripe_subscription_id,
             "seat_types": [
-                {"name": "users", "stripe_price_id": price_id, "policy": "manual", "floor": 5}
+                {
+                    "name": "users",
+                    "stripe_price_id": price_id,
+                    "policy": "manual",
+                    "floor": 5,
+                    # billed by team membership (seed 004): archiving a team stops billing
+                    # its members who are in no other active team, from the renewal
+                    "membership_required": True,
+                }
             ],
         },
         headers={"Authorization": f"Bearer {key.secret}"},
@@ -99,6 +129,7 @@ def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
     if registered.status_code != 201:
         raise SystemExit(f"demo contract was refused: {registered.json}")
     subscription_id = (registered.json or {})["id"]
+    server = _bind(app, port, "connector")
     base = f"http://127.0.0.1:{port}"
     print(
         f"""
@@ -125,6 +156,5 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
-    server = make_server("127.0.0.1", port, app, threaded=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

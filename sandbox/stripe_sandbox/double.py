@@ -215,6 +215,12 @@ class StripeDouble:
         self.state.receive_payment(inv, amount)
         return self.state.invoice_json(inv)
 
+    def fund_cash_balance(self, customer_id: str, amount: int, currency: str = "usd") -> None:
+        """Simulate a bank transfer landing in the customer's cash balance (not applied)."""
+        customer = self.state.customer(customer_id)
+        self.state.request = (None, None)
+        self.state.fund_cash_balance(customer, amount=amount, currency=currency)
+
     def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
         """Recorded requests matching ``method`` and ``path_regex`` (fullmatch)."""
         pattern = re.compile(path_regex)

@@ -9,7 +9,9 @@ offers control endpoints under ``/_sandbox/``:
 - ``GET /_sandbox/state``: customers, subscriptions, invoices in plain JSON;
 - ``POST /_sandbox/faults`` ``{"method", "path_regex", "status", "times",
   "apply_first", "error_code"}``; ``POST /_sandbox/payments/fail`` ``{"times",
-  "customer"}``; ``POST /_sandbox/webhooks/flush``; ``GET /_sandbox/requests``.
+  "customer"}``; ``POST /_sandbox/webhooks/flush``; ``GET /_sandbox/requests``;
+- ``POST /_sandbox/invoices/<id>/payments`` ``{"amount"}`` (money arriving through Stripe,
+  may overpay); ``POST /_sandbox/customers/<id>/cash_balance`` ``{"amount", "currency"}``.
 
 With a ``webhook_url``, events are POSTed there signed like Stripe's, by a
 background thread after each request (so a connector that calls back into
@@ -33,6 +35,7 @@ from werkzeug.serving import run_simple
 
 from stripe_sandbox.calendar_math import iso
 from stripe_sandbox.double import StripeDouble
+from stripe_sandbox.errors import StripeError
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +244,36 @@ def create_sandbox_app(
         with guard:
             double.fail_next_payments(int(data.get("times", 1)), data.get("customer"))
         return flask.jsonify(ok=True)
+
+    @app.post("/_sandbox/invoices/<invoice_id>/payments")
+    def receive_payment(invoice_id: str) -> tuple[flask.Response, int]:
+        """Money arriving through Stripe for an open invoice (may overpay)."""
+        data = flask.request.get_json(silent=True) or {}
+        try:
+            with guard:
+                invoice = double.receive_payment(invoice_id, int(data["amount"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            return flask.jsonify(error=f"pass {{'amount': n}}: {exc}"), 400
+        except StripeError as exc:
+            return flask.jsonify(exc.body()), exc.status
+        after_change()
+        return flask.jsonify(invoice), 200
+
+    @app.post("/_sandbox/customers/<customer_id>/cash_balance")
+    def fund_cash_balance(customer_id: str) -> tuple[flask.Response, int]:
+        """A bank transfer landing in the customer's cash balance."""
+        data = flask.request.get_json(silent=True) or {}
+        try:
+            with guard:
+                double.fund_cash_balance(
+                    customer_id, int(data["amount"]), str(data.get("currency", "usd"))
+                )
+        except (KeyError, TypeError, ValueError) as exc:
+            return flask.jsonify(error=f"pass {{'amount': n, 'currency': c}}: {exc}"), 400
+        except StripeError as exc:
+            return flask.jsonify(exc.body()), exc.status
+        after_change()
+        return flask.jsonify(ok=True), 200
 
     @app.post("/_sandbox/webhooks/flush")
     def flush() -> flask.Response:

@@ -73,3 +73,24 @@ def test_apikey_create_refuses_unknown_scopes(monkeypatch: pytest.MonkeyPatch) -
     )
     assert result.exit_code == 2
     assert "seats:write" in result.output
+
+
+def test_status_says_which_database_it_read_and_never_creates_an_empty_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEATSYNC_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code != 0
+    assert "no database at sqlite:///var/seatsync.db" in result.output
+    assert "--database sqlite:///var/demo.db" in result.output
+    assert not (tmp_path / "var" / "seatsync.db").exists()
+
+
+def test_status_reads_the_database_it_is_pointed_at(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEATSYNC_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, ["--database", database.url, "status"])
+    assert result.exit_code == 0, result.output
+    assert "database:" in result.output and "pending changes:   0" in result.output

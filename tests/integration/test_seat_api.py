@@ -109,6 +109,8 @@ def test_release_then_rebuy_within_the_peak_costs_nothing(
     assert rebought["expected_charge"]["amount"] == 0
     users = seat(client.get(f"/v1/subscriptions/{view['id']}", headers=auth).json or {})
     assert (users["billed_quantity_now"], users["billed_quantity_at_renewal"]) == (12, 11)
+    # Released seats stay billed this period; from the renewal only the licences count.
+    assert (users["additional_units"], users["additional_units_at_renewal"]) == (2, 1)
 
 
 def test_holders_occupy_licences_and_manual_refuses_without_a_free_one(
@@ -259,3 +261,47 @@ def test_quote_after_the_period_ended_prices_the_new_period_like_the_purchase(
     assert quote["proration_date"] == "2027-03-20T00:00:00Z"
     assert quote["charge"] == bought["expected_charge"]
     assert quote["charge"]["amount"] > 0
+
+
+def test_a_purchase_during_a_trial_is_quoted_and_charged_nothing(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient, engine: Any
+) -> None:
+    from sqlalchemy import update
+
+    from connector.adapters.models import Subscription
+
+    view = link(client, auth, stripe_client, quantity=8, floor=5)
+    with engine.begin() as connection:  # Stripe says trialing (the double has no trials)
+        connection.execute(update(Subscription).values(status="trialing"))
+    path = f"/v1/subscriptions/{view['id']}/seats/users"
+    quote = client.post(f"{path}/quote", json={"quantity": 2}, headers=auth).json or {}
+    assert quote["charge"]["amount"] == 0
+    assert "trial" in quote["note"]
+    assert quote["amount_basis"] == "before_discounts_and_tax"
+    bought = client.post(f"{path}/licenses", json={"quantity": 2}, headers=buying(auth)).json
+    assert (bought or {})["expected_charge"]["amount"] == 0
+
+
+def test_subscriptions_are_listed_page_by_page_and_by_customer(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    views = [link(client, auth, stripe_client) for _ in range(3)]
+    first = client.get("/v1/subscriptions?limit=2", headers=auth).json or {}
+    assert [v["id"] for v in first["data"]] == sorted(v["id"] for v in views)[:2]
+    rest = client.get(
+        f"/v1/subscriptions?limit=2&starting_after={first['next_cursor']}", headers=auth
+    ).json or {}
+    assert [v["id"] for v in rest["data"]] == sorted(v["id"] for v in views)[2:]
+    assert rest["next_cursor"] is None
+    customer = views[1]["stripe_customer_id"]
+    only = client.get(f"/v1/subscriptions?stripe_customer_id={customer}", headers=auth).json
+    assert [v["id"] for v in (only or {})["data"]] == [views[1]["id"]]
+
+
+def test_an_unknown_ledger_parameter_is_refused_not_ignored(
+    client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
+) -> None:
+    view = link(client, auth, stripe_client)
+    response = client.get(f"/v1/subscriptions/{view['id']}/ledger?cursor=zzz", headers=auth)
+    assert response.status_code == 422
+    assert "cursor" in (response.json or {})["error"]["message"]

@@ -41,4 +41,3 @@ def clock_json(c: TestClock, *, advancing_to: int | None = None) -> Json:
         "status": "advancing" if advancing_to is not None else c.status,
         "status_details": status_details,
     }
-

@@ -12,12 +12,12 @@ from stripe_sandbox.errors import StripeError, bad_request
 from stripe_sandbox.form import (
     Params,
     check_known,
+    metadata_update,
     opt_bool,
     opt_dict,
     opt_enum,
     opt_int,
     opt_list,
-    metadata_update,
     opt_str,
     req_str,
 )
