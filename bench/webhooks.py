@@ -40,6 +40,10 @@ from typing import Any
 
 import requests
 
+# Run as a script, this file's folder heads sys.path, and `import webhooks` (the connector's
+# package, imported by the app) would find this file instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 SECRET = "whsec_bench_secret"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parent.parent

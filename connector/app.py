@@ -16,6 +16,7 @@ from connector.adapters.stripe_port import StripeClientPort, StripePort, make_st
 from connector.api import billing_ops, contracts, ops, payments, seats, service
 from connector.api.context import Wiring, install_request_hooks
 from connector.api.errors import install_error_handlers, validation_error_response
+from connector.api.instrumentation import install_instrumentation
 from connector.api.schemas import ErrorBody
 from connector.config import Settings
 from connector.services.notices import deliver_due
@@ -98,6 +99,7 @@ def create_app(
             clock=clock,
         ),
     )
+    install_instrumentation(app)  # first: its clock starts before the other hooks run
     install_request_hooks(app)
     install_error_handlers(app)
     app.register_api(seats.bp)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ import click
 
 from connector.config import Settings, load_settings
 from connector.events_cli import events
+from connector.observability import configure_logging
 from connector.selfcheck.command import selfcheck
 
 if TYPE_CHECKING:
@@ -42,14 +42,9 @@ def main(ctx: click.Context, config_file: str | None, database_url: str | None) 
     """seatsync: per-seat billing between your product and Stripe."""
     overrides = {"database_url": database_url} if database_url else {}
     settings = load_settings(config_file, **overrides)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # one line per HTTP call / migration step / job run: only warnings and worse
-    for chatty in ("stripe", "alembic", "apscheduler"):
-        logging.getLogger(chatty).setLevel(
-            max(logging.WARNING, logging.getLevelName(settings.log_level))
-        )
+    # text or JSON lines (`log_format`), with the request / event / subscription ids; the
+    # chatty libraries (a line per HTTP call / migration step / job run) only warn
+    configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 
 

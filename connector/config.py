@@ -66,6 +66,11 @@ class SyncSettings(BaseModel):
     # How long a worker may hold a subscription before another may take it over.
     lease_seconds: int = Field(default=120, ge=5)
     subscriptions_per_drain: int = Field(default=100, ge=1)
+    # Subscriptions one worker syncs at once (threads; each under its own lease). Stripe
+    # answers a write in ~300 ms, so one at a time would use a few requests a second.
+    concurrency: int = Field(default=16, ge=1, le=256)
+    # A drain goes on taking due subscriptions for up to this long before it yields.
+    drain_budget_seconds: float = Field(default=30.0, gt=0)
     # Seconds between runs of the handlers of stored Stripe webhook events.
     webhook_events_interval_seconds: float = Field(default=1.0, gt=0)
     # Seconds between runs of the true-up job (once per cluster): true-ups that came due are
@@ -103,6 +108,18 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
 
 
+class DashboardSettings(BaseModel):
+    """The ops dashboard at /ops/: its session cookie."""
+
+    # Signs the session cookie. Empty: a random one is made at start, so sessions end when
+    # the connector restarts (and every process of a deployment must share a set one).
+    secret_key: SecretStr = SecretStr("")
+    # Send the cookie over HTTPS only: set true wherever the dashboard is served over TLS.
+    cookie_secure: bool = False
+    # A sign-in lasts this long (the cookie expires, and an older one is refused).
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEATSYNC_", env_nested_delimiter="__", extra="forbid"
@@ -110,6 +127,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///var/seatsync.db"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `json`: one JSON object a line, with request_id / event_id / subscription_id where
+    # they apply (recommended in production); `text`: for people (the default, the demo's).
+    log_format: Literal["text", "json"] = "text"
     # Largest quantity one request may buy or release: catches typos like 10000 for 10.
     max_quantity_per_request: int = Field(default=10_000, ge=1, le=10_000)
     stripe: StripeSettings = StripeSettings()
@@ -117,6 +137,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     smtp: SmtpSettings = SmtpSettings()
     notices: NoticeDeliverySettings = NoticeDeliverySettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ from gunicorn.app.base import BaseApplication
 
 from connector.app import create_app
 from connector.config import Settings
+from connector.observability import gunicorn_log_config
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -28,7 +29,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
     """Threaded workers: a client that announces more body than it sends holds one thread
     until the timeout, not a whole worker process (as a sync worker would, for 30 s)."""
-    return {
+    options: dict[str, Any] = {
         "bind": f"{settings.server.host}:{settings.server.port}",
         "workers": workers,
         "worker_class": "gthread",
@@ -37,6 +38,9 @@ def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
         "keepalive": 5,
         "accesslog": "-",
     }
+    if settings.log_format == "json":  # gunicorn's own lines as JSON too
+        options["logconfig_dict"] = gunicorn_log_config(settings.log_level, settings.log_format)
+    return options
 
 
 def run_gunicorn(settings: Settings, workers: int = 2) -> None:

@@ -35,6 +35,19 @@ class DrainReport:
     skipped_locked: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def merge(self, other: DrainReport) -> None:
+        """Add a subscription's report (each thread of a drain keeps its own)."""
+        for name in (
+            "subscriptions",
+            "updates_sent",
+            "records_done",
+            "records_retrying",
+            "records_dead",
+            "skipped_locked",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
 
 class StripeCallFailed(Exception):
     def __init__(self, kind: StripeErrorKind, message: str, http_status: int | None) -> None:

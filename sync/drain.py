@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from prometheus_client import Counter
 from sqlalchemy import select
 
 from connector.adapters.database import SessionFactory
+from connector.adapters.metrics import SYNC_SUBSCRIPTION_FAILURES
 from connector.adapters.models import Account, OutboxRecord, SeatType, Subscription
 from connector.adapters.repository import target_quantity
 from connector.adapters.stripe_port import StripePort, StripeSubscription
@@ -36,6 +38,7 @@ from connector.domain.sync_plan import (
     plan_updates,
     within_invoice_budget,
 )
+from connector.observability import log_context
 from sync import leases, outbox, renewals, stripe_calls
 from sync.context import DrainReport, LeaseLost, Run, StripeCallFailed, SyncContext
 
@@ -44,9 +47,7 @@ log = logging.getLogger(__name__)
 # How often changes held behind a dead charge look again (ops' retry wakes them at once).
 HELD_BEHIND_DEAD_CHARGE = timedelta(minutes=5)
 
-SUBSCRIPTION_FAILURES = Counter(
-    "seatsync_sync_subscription_failures_total", "Subscriptions whose sync failed unexpectedly"
-)
+SUBSCRIPTION_FAILURES = SYNC_SUBSCRIPTION_FAILURES  # seatsync_sync_subscription_failures_total
 
 
 def _pending_change(record: OutboxRecord) -> PendingChange:
@@ -101,13 +102,43 @@ class OutboxDrain:
         return sorted(set(ids))[: self.ctx.settings.subscriptions_per_drain]
 
     def drain(self) -> DrainReport:
-        report = DrainReport()
-        for subscription_id in self.due_subscriptions(self.ctx.clock()):
-            self.sync_subscription(subscription_id, report)
+        """Sync every due subscription, `concurrency` at a time, taking more batches while
+        they come full, for up to `drain_budget_seconds`."""
+        ctx, report = self.ctx, DrainReport()
+        settings = ctx.settings
+        alive = leases.live_workers(ctx.sessions, ctx.worker_id, ctx.clock(), ctx.lease_ttl)
+        ctx.rate.set_rate(settings.max_requests_per_second / alive)
+        started, attempted = time.monotonic(), set[str]()
+        while time.monotonic() - started < settings.drain_budget_seconds:
+            batch = [s for s in self.due_subscriptions(ctx.clock()) if s not in attempted]
+            if not batch:
+                break
+            attempted.update(batch)
+            for part in self._sync_all(batch):
+                report.merge(part)
+            if len(batch) < settings.subscriptions_per_drain:
+                break
         return report
 
+    def _sync_all(self, subscription_ids: list[str]) -> list[DrainReport]:
+        def one(subscription_id: str) -> DrainReport:
+            report = DrainReport()
+            self.sync_subscription(subscription_id, report)
+            return report
+
+        workers = min(self.ctx.settings.concurrency, len(subscription_ids))
+        if workers <= 1:
+            return [one(s) for s in subscription_ids]
+        with ThreadPoolExecutor(workers, thread_name_prefix="seatsync-sync") as pool:
+            return list(pool.map(one, subscription_ids))
+
     def sync_subscription(self, subscription_id: str, report: DrainReport) -> None:
-        """Sync one subscription under its lease; any failure stays with it."""
+        """Sync one subscription under its lease; any failure stays with it. What is logged
+        meanwhile carries its `subscription_id`."""
+        with log_context(subscription_id=subscription_id):
+            self._sync_under_lease(subscription_id, report)
+
+    def _sync_under_lease(self, subscription_id: str, report: DrainReport) -> None:
         ctx = self.ctx
         lease = f"sync:{subscription_id}"
         token = f"{ctx.worker_id}:{uuid.uuid4().hex[:8]}"  # unique per claim

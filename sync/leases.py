@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, or_, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
@@ -82,3 +82,21 @@ def claim_periodic(
     """Claim a cluster-wide job if nobody holds it and it last ran `every` ago or more."""
     due = or_(Lease.last_run_at.is_(None), Lease.last_run_at <= now - every)
     return _take(sessions, name, owner, now + ttl, and_(Lease.until <= now, due))
+
+
+WORKER_PREFIX = "worker:"
+
+
+def live_workers(sessions: SessionFactory, worker_id: str, now: datetime, ttl: timedelta) -> int:
+    """Say this worker is alive (a lease `worker:<id>` that lapses if it dies) and count the
+    workers alive now, this one included: they share Stripe's account-wide rate."""
+    name = f"{WORKER_PREFIX}{worker_id}"
+    if not renew(sessions, name, worker_id, now, ttl):
+        claim(sessions, name, worker_id, now, ttl)
+    with sessions() as session:
+        alive = session.scalar(
+            select(func.count())
+            .select_from(Lease)
+            .where(Lease.name.startswith(WORKER_PREFIX), Lease.until > now)
+        )
+    return max(1, alive or 0)

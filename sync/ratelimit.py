@@ -1,8 +1,9 @@
 """A token bucket for Stripe's account-wide request rate (per process).
 
 Stripe allows 100 requests/s live and 25/s in test mode for the whole account; a worker
-waits for a token before each call rather than drawing 429s. Several processes each take
-their share from the setting; Stripe's 429 (retried with backoff) is the backstop.
+waits for a token before each call rather than drawing 429s. The workers alive share the
+setting equally (each counts the others at every drain: `leases.live_workers`); Stripe's
+429 (retried with backoff) is the backstop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ class TokenBucket:
         self._monotonic, self._sleep = monotonic, sleep
         self._last = monotonic()
         self._lock = threading.Lock()
+
+    def set_rate(self, rate_per_second: float) -> None:
+        """Change the rate (the account's rate is shared by the workers alive now)."""
+        with self._lock:
+            self.rate = rate_per_second
+            self.capacity = max(1.0, rate_per_second)
+            self._tokens = min(self._tokens, self.capacity)
 
     def acquire(self) -> None:
         with self._lock:

@@ -10,9 +10,9 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
-from prometheus_client import Counter
 from sqlalchemy import func, select
 
+from connector.adapters.metrics import SYNC_LAG
 from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
 from connector.adapters.repository import NO_KEY_UPDATE
 from connector.adapters.stripe_errors import StripeErrorKind
@@ -24,10 +24,6 @@ from connector.domain.sync_plan import QuantityUpdate, retry_delay
 from sync.context import Run, StripeCallFailed, SyncContext
 
 log = logging.getLogger(__name__)
-
-STRIPE_WRITES = Counter(
-    "seatsync_stripe_writes_total", "Writes sent to Stripe by the sync", ["operation", "outcome"]
-)
 
 
 def quantity_request(
@@ -113,7 +109,6 @@ def settle_call(
     """Stripe did it: raise the paid mark, and the charged records are done (returns how
     many)."""
     invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
-    STRIPE_WRITES.labels(StripeOperation.UPDATE_QUANTITY.value, CallOutcome.OK.value).inc()
     with ctx.sessions.begin() as session:
         call = session.get_one(StripeCall, call_id)
         call.outcome, call.error = CallOutcome.OK, None
@@ -136,7 +131,11 @@ def settle_call(
                 None,
             )
             record.stripe_object_ids = [latest_invoice] if invoiced and latest_invoice else []
-        return len(settled)
+        changed = [record.changed_at for record in settled]
+    now = ctx.clock()
+    for changed_at in changed:  # seatsync_sync_lag_seconds: from the change to Stripe's yes
+        SYNC_LAG.observe(max(0.0, (now - changed_at).total_seconds()))
+    return len(changed)
 
 
 def note_failure(ctx: SyncContext, call_id: int, failure: StripeCallFailed) -> None:
@@ -144,7 +143,6 @@ def note_failure(ctx: SyncContext, call_id: int, failure: StripeCallFailed) -> N
     outcome = (
         CallOutcome.UNKNOWN if failure.kind is StripeErrorKind.RETRYABLE else CallOutcome.REJECTED
     )
-    STRIPE_WRITES.labels(StripeOperation.UPDATE_QUANTITY.value, outcome.value).inc()
     with ctx.sessions.begin() as session:
         call = session.get_one(StripeCall, call_id)
         call.outcome, call.error, call.http_status = outcome, str(failure), failure.http_status
@@ -291,7 +289,6 @@ def invoice_pending(
         retryable = failure.kind is StripeErrorKind.RETRYABLE
         outcome = CallOutcome.UNKNOWN if retryable else CallOutcome.REJECTED
         error = str(failure)
-    STRIPE_WRITES.labels(StripeOperation.INVOICE_PENDING.value, outcome.value).inc()
     with ctx.sessions.begin() as session:
         session.add(
             StripeCall(

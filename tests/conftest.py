@@ -185,7 +185,7 @@ def make_sync(
             make_session_factory(engine),
             StripeClientPort(stripe_client),
             clock,
-            SyncSettings(max_requests_per_second=1000, **settings),
+            SyncSettings(**{"max_requests_per_second": 1000, **settings}),
             worker_id,
             jitter=lambda: 0.0,
         )

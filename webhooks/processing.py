@@ -26,6 +26,7 @@ from connector.adapters.database import SessionFactory
 from connector.adapters.models import StripeEvent
 from connector.domain.stripe_events import DUE_STATUSES, EventStatus, next_event_attempt
 from connector.errors import Conflict, NotFound
+from connector.observability import log_context
 from webhooks.handlers import HANDLERS, HandlerContext, WebhookEvent
 from webhooks.store import EVENTS
 
@@ -65,7 +66,8 @@ def process_due_events(
         claim = _claim_next(sessions, now, ctx.clock())
         if claim is None:
             break
-        _run(sessions, ctx, claim, jitter, report)
+        with log_context(event_id=claim.id):  # on every record its handler logs
+            _run(sessions, ctx, claim, jitter, report)
     return report
 
 
@@ -137,16 +139,16 @@ def _run(
         )
         if retry_at is None:
             report.given_up += 1
-            EVENTS.labels("given_up").inc()
+            EVENTS.labels(claim.type, "given_up").inc()
         else:
             report.failed += 1
-            EVENTS.labels("failed").inc()
+            EVENTS.labels(claim.type, "failed").inc()
         return
     _finish(
         sessions, claim, status=EventStatus.HANDLED, next_attempt_at=None, handled_at=ctx.clock()
     )
     report.handled += 1
-    EVENTS.labels("handled").inc()
+    EVENTS.labels(claim.type, "handled").inc()
 
 
 def _finish(

@@ -90,7 +90,7 @@ def _signed(body: str, header: str, secrets: tuple[str, ...], tolerance: int) ->
 
 
 def _refuse(status: int, code: str, message: str) -> Response:
-    EVENTS.labels("refused").inc()
+    EVENTS.labels("unknown", "refused").inc()  # unverified: its type is not trusted
     return error_response(status, code, message)
 
 

@@ -2,8 +2,8 @@
 
 A body that passed its signature check is still checked for the shape of a Stripe event
 (`evt_` id, type, `data.object`) so nothing malformed is stored. The event id is the
-primary key: a second delivery finds the row (or loses the insert race to a concurrent
-one) and is acknowledged as a duplicate without another write.
+primary key: a second delivery (or a concurrent one) inserts nothing and is acknowledged
+as a duplicate.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from connector.adapters.database import SessionFactory
+from connector.adapters.metrics import WEBHOOK_EVENTS
 from connector.adapters.models import StripeEvent
 from connector.domain.stripe_events import EventStatus
 from webhooks.handlers import HANDLERS
 
-EVENTS = Counter(
-    "seatsync_webhook_events_total", "Stripe events by what became of them", ["outcome"]
-)
+# seatsync_webhook_events_total{type, outcome}
+EVENTS = WEBHOOK_EVENTS
 
 _EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")
 _EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
@@ -103,34 +103,39 @@ def parse_event(payload: Any) -> IncomingEvent:
 
 def store_event(sessions: SessionFactory, event: IncomingEvent, now: datetime) -> bool:
     """Store the event once; True when it was already stored (a duplicate delivery).
-    Types without a handler are stored as ignored: kept, acknowledged, never run."""
-    with sessions() as session:
-        if session.get(StripeEvent, event.id) is not None:
-            EVENTS.labels("duplicate").inc()
-            return True
+    Types without a handler are stored as ignored: kept, acknowledged, never run.
+
+    One statement in one transaction, `INSERT ... ON CONFLICT (id) DO NOTHING`: a repeated
+    delivery inserts no row, and a concurrent one waits for the first insert's transaction
+    and then inserts nothing either (a look-up before the insert cost a second transaction
+    on every delivery: bench/webhooks.py)."""
     handled = event.type in HANDLERS
-    try:
-        with sessions.begin() as session:
-            session.add(
-                StripeEvent(
-                    id=event.id,
-                    type=event.type,
-                    created=event.created,
-                    api_version=event.api_version,
-                    livemode=event.livemode,
-                    payload=event.payload,
-                    received_at=now,
-                    status=EventStatus.RECEIVED if handled else EventStatus.IGNORED,
-                    attempts=0,
-                    next_attempt_at=now if handled else None,
-                )
-            )
-    except IntegrityError:
-        # A concurrent delivery of the same event committed first: already stored.
-        with sessions() as session:
-            if session.get(StripeEvent, event.id) is None:
-                raise
-        EVENTS.labels("duplicate").inc()
+    values = {
+        "id": event.id,
+        "type": event.type,
+        "created": event.created,
+        "api_version": event.api_version,
+        "livemode": event.livemode,
+        "payload": event.payload,
+        "received_at": now,
+        "status": EventStatus.RECEIVED if handled else EventStatus.IGNORED,
+        "attempts": 0,
+        "next_attempt_at": now if handled else None,
+    }
+    with sessions.begin() as session:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        stored = (
+            session.execute(
+                insert(StripeEvent)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(StripeEvent.id)
+            ).first()
+            is not None
+        )
+    if not stored:
+        EVENTS.labels(event.type, "duplicate").inc()
         return True
-    EVENTS.labels("stored" if handled else "ignored").inc()
+    EVENTS.labels(event.type, "received" if handled else "ignored").inc()
     return False

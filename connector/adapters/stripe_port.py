@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import stripe
 
+from connector.adapters.metrics import count_stripe_calls
 from connector.adapters.stripe_errors import StripeErrorKind, classify
 from connector.config import STRIPE_API_VERSION, StripeSettings
 from connector.errors import Invalid, NotFound, UpstreamUnavailable
@@ -317,6 +318,7 @@ def make_stripe_client(settings: StripeSettings) -> stripe.StripeClient:
     )
 
 
+@count_stripe_calls  # seatsync_stripe_calls_total{operation=<method>, outcome}
 class StripeClientPort:
     def __init__(self, client: stripe.StripeClient) -> None:
         self._client = client

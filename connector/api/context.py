@@ -22,6 +22,7 @@ from connector.adapters.stripe_port import StripePort
 from connector.api.errors import KEY_REQUIRED, error_response
 from connector.config import Settings
 from connector.errors import ServiceError
+from connector.observability import bind_request_id
 from connector.services.apikeys import Scope, find_key
 from connector.services.seats import Actor, ChangeContext
 
@@ -120,6 +121,7 @@ def install_request_hooks(app: Flask) -> None:
     @app.before_request
     def _before() -> Response | None:
         g.request_id = request.headers.get("Request-Id", "")[:64] or f"req_{secrets.token_hex(8)}"
+        bind_request_id(g.request_id)  # on every log record of the request
         return _authenticate() or _check_json_body()
 
     @app.after_request

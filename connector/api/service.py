@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify
 from flask_openapi3.blueprint import APIBlueprint
 from flask_openapi3.models.tag import Tag
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import text
 
+from connector.adapters.metrics import ScrapeCollector
 from connector.adapters.migrate import is_current
 from connector.api.context import wiring
 from connector.api.errors import error_response
 from connector.api.schemas import ErrorBody, Health
 
 log = logging.getLogger(__name__)
+METRICS_EXTENSION = "seatsync_metrics"
 bp = APIBlueprint("service", __name__, abp_tags=[Tag(name="service", description="probes")])
 
 
@@ -47,5 +50,11 @@ def readyz() -> Response:
 
 @bp.get("/metrics", responses={200: {"description": "Prometheus text format"}})
 def metrics() -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus metrics (text format 0.0.4): this process's counters and histograms, and
+    gauges of the sync's state read from the database now (the same from every process)."""
+    collector = current_app.extensions.get(METRICS_EXTENSION)
+    if collector is None:  # one per app: it reads the app's database with the app's clock
+        collector = ScrapeCollector(wiring().sessions, wiring().clock)
+        current_app.extensions[METRICS_EXTENSION] = collector
+    # `content_type`, not `mimetype`: Flask would append a second charset to the latter.
+    return Response(generate_latest(collector), content_type=CONTENT_TYPE_PLAIN_0_0_4)

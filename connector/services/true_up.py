@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.installation import installation_id
+from connector.adapters.metrics import TRUE_UP_RUNS
 from connector.adapters.models import (
     Account,
     SeatType,
@@ -423,6 +424,10 @@ def invoice_one(
             report.dead += 1
             report.errors.append(f"true-up {record_id}: {error}")
             log.error("true-up %s refused by Stripe: %s", record_id, error)
+    if outcome is CallOutcome.OK:  # seatsync_true_up_runs_total{outcome}
+        TRUE_UP_RUNS.labels("invoiced").inc()
+    else:
+        TRUE_UP_RUNS.labels("retrying" if kind is StripeErrorKind.RETRYABLE else "dead").inc()
 
 
 def invoice_pending(

@@ -25,6 +25,7 @@ from connector.adapters.migrate import upgrade
 from connector.adapters.stripe_port import make_stripe_client
 from connector.app import create_app
 from connector.config import Settings, StripeSettings
+from connector.observability import format_root_handlers
 from connector.services.apikeys import Scope, create_key
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.server import create_sandbox_app
@@ -100,6 +101,8 @@ def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
             webhook_secrets=[double.webhook_secret],
         ),
     )
+    # SEATSYNC_LOG_FORMAT=json for JSON lines; either way they carry the request / event ids
+    format_root_handlers(settings.log_format)
     _fresh_sqlite(database_url)
     engine = make_engine(database_url)
     upgrade(engine)

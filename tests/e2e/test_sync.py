@@ -186,7 +186,8 @@ def test_two_workers_share_the_work_and_each_change_reaches_stripe_once(
     double.advance_to(MARCH_15)
     for s in scenarios:
         s.post("licenses", 1)
-    workers = [make_sync("worker-a"), make_sync("worker-b")]
+    # two threads each: neither can take all twelve subscriptions before the other starts
+    workers = [make_sync("worker-a", concurrency=2), make_sync("worker-b", concurrency=2)]
     reports = []
     threads = [threading.Thread(target=lambda w=w: reports.append(w.drain())) for w in workers]
     for thread in threads:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import stripe
 from sqlalchemy import Engine
@@ -82,3 +83,27 @@ def test_renewals_and_reconcile_run_once_per_cluster_per_interval(
     assert second.renewals() == 0
     assert first.reconcile() is not None
     assert second.reconcile() is None
+
+
+def test_workers_alive_share_the_account_rate_and_a_dead_one_stops_counting(
+    engine: Engine,
+) -> None:
+    sessions = make_session_factory(engine)
+    ttl = timedelta(seconds=120)
+    now = utc(2026, 3, 15, 12)
+    assert leases.live_workers(sessions, "a", now, ttl) == 1
+    assert leases.live_workers(sessions, "b", now, ttl) == 2
+    assert leases.live_workers(sessions, "a", now + timedelta(seconds=60), ttl) == 2
+    # b stopped announcing itself: once its lease lapses, a has the whole rate
+    assert leases.live_workers(sessions, "a", now + timedelta(seconds=150), ttl) == 1
+
+
+def test_a_drain_syncs_subscriptions_concurrently_at_the_shared_rate(
+    engine: Engine, make_sync: Any
+) -> None:
+    drain = make_sync("solo", concurrency=4, max_requests_per_second=80)
+    drain.drain()  # alone: the whole rate
+    assert drain.ctx.rate.rate == 80
+    make_sync("other").drain()  # a second worker announces itself
+    drain.drain()
+    assert drain.ctx.rate.rate == 40

@@ -39,12 +39,11 @@ DOUBLE_ONLY: dict[str, set[str]] = {
 FIXTURE_ONLY: dict[str, set[str]] = {
     # Newer subscription features the double does not model.
     "subscription": {"billing_schedules", "managed_payments"},
-    # Gone from the invoice since API 2025-03-31.basil (parent.subscription_details now);
-    # the example still lists it as null.
+    # Gone from the invoice since API 2025-03-31.basil (parent.subscription_details now;
+    # stripe-python 16.1's Invoice has no such field); the example still lists it as null.
+    # (The line item's top-level `subscription`, deprecated by the same version, is still
+    # in stripe-python 16.1's InvoiceLineItem: the double renders it too.)
     "invoice": {"subscription"},
-    # Still on Stripe's line item (stripe-python has it); the double renders it only under
-    # parent.subscription_item_details.
-    "line_item": {"subscription"},
 }
 
 KINDS = [

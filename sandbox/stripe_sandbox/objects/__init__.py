@@ -30,6 +30,7 @@ from stripe_sandbox.objects.invoices import (
     line_item_json,
 )
 from stripe_sandbox.objects.subscriptions import (
+    Debit,
     Subscription,
     SubscriptionItem,
     subscription_item_json,
@@ -40,6 +41,7 @@ __all__ = [
     "TIMES",
     "BalanceTransaction",
     "Customer",
+    "Debit",
     "Event",
     "Invoice",
     "InvoiceItem",

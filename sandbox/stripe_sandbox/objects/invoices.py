@@ -30,7 +30,10 @@ class InvoiceItem(Tracked):
     subscription_item: str | None
     invoice: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # A credit proration's debit, fixed when the credit is written: the debit's invoice
+    # item while that was pending, else the invoice and line(s) that billed it.
     credited_invoice_item: str | None = None
+    credited_lines: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -137,11 +140,18 @@ def invoice_item_json(ii: InvoiceItem, product: str | None, unit: int | None) ->
     credited: Json | None = None
     if ii.credited_invoice_item is not None:
         credited = {
-            "credited_items": {
-                "invoice_item": ii.credited_invoice_item,
-                "invoice_line_item_details": None,
-                "type": "invoice_item",
-            }
+            "invoice_item": ii.credited_invoice_item,
+            "invoice_line_item_details": None,
+            "type": "invoice_item",
+        }
+    elif ii.credited_lines is not None:
+        credited = {
+            "invoice_item": None,
+            "invoice_line_item_details": {
+                "invoice": ii.credited_lines[0],
+                "invoice_line_items": list(ii.credited_lines[1]),
+            },
+            "type": "invoice_line_items",
         }
     return {
         "id": ii.id,
@@ -162,7 +172,9 @@ def invoice_item_json(ii: InvoiceItem, product: str | None, unit: int | None) ->
         "period": {"end": ii.period_end, "start": ii.period_start},
         "pricing": _pricing(ii.price, product, unit),
         "proration": ii.proration,
-        "proration_details": {"discount_amounts": []} if credited is None else credited,
+        "proration_details": (
+            {"credited_items": credited, "discount_amounts": []} if ii.proration else None
+        ),
         "quantity": ii.quantity,
         "quantity_decimal": str(ii.quantity),
         "tax_rates": [],
@@ -170,14 +182,16 @@ def invoice_item_json(ii: InvoiceItem, product: str | None, unit: int | None) ->
     }
 
 
-def line_item_json(li: LineItem, unit: int | None) -> Json:
+def line_item_json(li: LineItem, unit: int | None, credited: Json | None = None) -> Json:
+    """A line; ``credited`` is a credit proration's ``{invoice, invoice_line_items}``."""
     parent: Json
+    details = {"credited_items": credited}
     if li.invoice_item is not None and li.subscription_item is None:
         parent = {
             "invoice_item_details": {
                 "invoice_item": li.invoice_item,
                 "proration": li.proration,
-                "proration_details": {"credited_items": None},
+                "proration_details": details,
                 "subscription": li.subscription,
             },
             "subscription_item_details": None,
@@ -189,7 +203,7 @@ def line_item_json(li: LineItem, unit: int | None) -> Json:
             "subscription_item_details": {
                 "invoice_item": li.invoice_item,
                 "proration": li.proration,
-                "proration_details": {"credited_items": None},
+                "proration_details": details,
                 "subscription": li.subscription,
                 "subscription_item": li.subscription_item,
             },
@@ -213,6 +227,10 @@ def line_item_json(li: LineItem, unit: int | None) -> Json:
         "pricing": _pricing(li.price, li.product, unit),
         "quantity": li.quantity,
         "quantity_decimal": str(li.quantity),
+        # 2025-03-31.basil deprecated it for parent.*_details.subscription, but the
+        # 2026-10-28.endive models (stripe-python 16.1's InvoiceLineItem.subscription)
+        # and Stripe's example line item still carry it: the same id, or null.
+        "subscription": li.subscription,
         "subtotal": li.amount,
         "taxes": [],
     }

@@ -11,6 +11,24 @@ from stripe_sandbox.objects.base import Json, Tracked
 from stripe_sandbox.objects.catalogue import Price, plan_json, price_json
 
 
+@dataclass(frozen=True)
+class Debit:
+    """One charge for a stretch ``[start, end)`` of an item's current period: the period's
+    recurring line, or a proration's debit.  Flexible mode credits each one it reverses
+    separately (``proration_details.credited_items``); ``covered_until`` is where the
+    credits already written against it begin (``end`` while none)."""
+
+    quantity: int
+    price: str
+    amount: int
+    start: int
+    end: int
+    covered_until: int
+    invoice_item: str | None = None  # a proration debit: its invoice item
+    invoice: str | None = None  # a recurring line: its invoice and line
+    line: str | None = None
+
+
 @dataclass
 class SubscriptionItem(Tracked):
     id: str
@@ -25,6 +43,8 @@ class SubscriptionItem(Tracked):
     # proration credits use it; classic mode ignores it).
     billed_quantity: int
     billed_price: str
+    # The current period's debits, oldest first (replaced, never mutated in place).
+    debits: tuple[Debit, ...] = ()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from stripe_sandbox.errors import StripeError
+from stripe_sandbox.errors import StripeError, bad_request
 from stripe_sandbox.form import (
     Params,
     check_known,
@@ -73,6 +73,29 @@ def get_customer(state: StripeState, m: re.Match[str], p: Params) -> Json:
     if "cash_balance" in expand_list(p):  # includable: present only when expanded
         found["cash_balance"] = cash_balance_json(c)
     return found
+
+
+@route("GET", r"/v1/customers/(?P<id>[^/]+)/cash_balance")
+def get_cash_balance(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, [])
+    return cash_balance_json(state.customer(m["id"]))
+
+
+@route("POST", r"/v1/test_helpers/customers/(?P<id>[^/]+)/fund_cash_balance")
+def fund_cash_balance(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    """Stripe's test helper "Create a test incoming bank transfer": the funds land in the
+    customer's cash balance (the sandbox does not apply them to invoices)."""
+    check_known(p, ["amount", "currency", "reference"])
+    c = state.customer(m["id"])
+    amount = req_int(p, "amount")
+    if amount <= 0:
+        raise bad_request("Invalid positive integer", param="amount")
+    return state.fund_cash_balance(
+        c,
+        amount=amount,
+        currency=req_str(p, "currency").lower(),
+        reference=opt_str(p, "reference"),
+    )
 
 
 @route("POST", r"/v1/customers/(?P<id>[^/]+)")

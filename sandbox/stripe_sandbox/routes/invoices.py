@@ -161,6 +161,14 @@ def void_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
     return state.invoice_json(inv)
 
 
+@route("DELETE", r"/v1/invoices/(?P<id>[^/]+)")
+def delete_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
+    check_known(p, [])
+    inv = state.invoice(m["id"])
+    state.delete_draft(inv)
+    return {"id": inv.id, "object": "invoice", "deleted": True}
+
+
 @route("GET", r"/v1/invoices/(?P<id>[^/]+)/lines")
 def invoice_lines(state: StripeState, m: re.Match[str], p: Params) -> Json:
     check_known(p, ["limit", "starting_after", "ending_before"])

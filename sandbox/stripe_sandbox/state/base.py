@@ -209,7 +209,26 @@ class StateBase:
     def line_json(self, li: LineItem) -> Json:
         price = self.books.prices.get(li.price) if li.price else None
         unit = price.unit_amount if price is not None and not li.proration else None
-        return line_item_json(li, unit)
+        return line_item_json(li, unit, self._credited_lines(li))
+
+    def _credited_lines(self, li: LineItem) -> Json | None:
+        """A credit proration line's debit as ``{invoice, invoice_line_items}``: the lines
+        fixed when the credit was written, or those that have since billed its debit's
+        invoice item (None while that debit is still pending)."""
+        ii = self.books.invoice_items.get(li.invoice_item) if li.invoice_item else None
+        if ii is None:
+            return None
+        if ii.credited_lines is not None:
+            return {
+                "invoice": ii.credited_lines[0],
+                "invoice_line_items": list(ii.credited_lines[1]),
+            }
+        debit = self.books.invoice_items.get(ii.credited_invoice_item or "")
+        inv = self.books.invoices.get(debit.invoice) if debit and debit.invoice else None
+        if debit is None or inv is None:
+            return None
+        lines = [x.id for x in inv.lines if x.invoice_item == debit.id]
+        return {"invoice": inv.id, "invoice_line_items": lines} if lines else None
 
     def invoice_json(self, inv: Invoice, *, preview: bool = False) -> Json:
         lines = [self.line_json(li) for li in inv.lines]

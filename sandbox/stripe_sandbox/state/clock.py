@@ -65,11 +65,27 @@ class Clock(Subscriptions):
         first = self.books.items[s.items[0]]
         old_start, old_end = first.period_start, first.period_end
         if s.cancel_at_period_end:
+            # Stripe: pending prorations of a subscription set to cancel at the period
+            # end "are left in place and collected at the end of the period" - a final
+            # invoice (no new period) that finalizes and charges like a renewal's.
+            final: Invoice | None = None
+            if self._pending_items(s.customer, s.id):
+                final = self._new_invoice(
+                    self.customer(s.customer),
+                    s,
+                    billing_reason="subscription_cycle",
+                    auto_advance=True,
+                    period=(old_start, old_end),
+                )
+                self._attach_pending(final, s.customer, s.id)
+                s.latest_invoice = final.id
             s.status = "canceled"
             s.canceled_at = old_end
             s.ended_at = old_end
             after = self.subscription_json(s)
             self.emit("customer.subscription.deleted", after, previous_attributes(before, after))
+            if final is not None:
+                self.emit("invoice.created", self.invoice_json(final))
             return
         s.periods_elapsed += 1
         new_end = self._period_end(s, s.periods_elapsed)
@@ -88,6 +104,7 @@ class Clock(Subscriptions):
         for si_id in s.items:
             si = self.books.items[si_id]
             self._add_recurring_line(inv, s, si, si.period_start, si.period_end)
+        self._record_recurring_debits(inv)
         self._attach_pending(inv, s.customer, s.id)
         s.latest_invoice = inv.id
         after = self.subscription_json(s)

@@ -6,9 +6,18 @@ Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
 from __future__ import annotations
 
 from stripe_sandbox.errors import bad_request
-from stripe_sandbox.objects import BalanceTransaction, Customer, customer_json
+from stripe_sandbox.objects import BalanceTransaction, Customer, Json, customer_json
 from stripe_sandbox.state.base import previous_attributes
 from stripe_sandbox.state.catalogue import Catalogue
+
+_BANK_TRANSFER_TYPES = {
+    "eur": "eu_bank_transfer",
+    "gbp": "gb_bank_transfer",
+    "jpy": "jp_bank_transfer",
+    "mxn": "mx_bank_transfer",
+    "usd": "us_bank_transfer",
+}
+"""The bank transfer a cash balance is funded by, per currency (Stripe's ``funded`` types)."""
 
 
 class Customers(Catalogue):
@@ -39,25 +48,29 @@ class Customers(Catalogue):
         self.emit("customer.created", customer_json(c))
         return c
 
-    def fund_cash_balance(self, c: Customer, *, amount: int, currency: str) -> None:
+    def fund_cash_balance(
+        self, c: Customer, *, amount: int, currency: str, reference: str | None = None
+    ) -> Json:
         """Bank-transfer funds arriving in the customer's cash balance (not yet applied to
-        an invoice): ``customer_cash_balance_transaction.created``, as Stripe emits it."""
+        an invoice): ``customer_cash_balance_transaction.created``, as Stripe emits it.
+        Returns the ``customer_cash_balance_transaction`` (type ``funded``)."""
         c.cash_balance = {**c.cash_balance, currency: c.cash_balance.get(currency, 0) + amount}
-        self.emit(
-            "customer_cash_balance_transaction.created",
-            {
-                "id": self.new_id("ccsbtxn"),
-                "object": "customer_cash_balance_transaction",
-                "created": self.now,
-                "currency": currency,
-                "customer": c.id,
-                "ending_balance": c.cash_balance[currency],
-                "funded": {"bank_transfer": {"type": "eu_bank_transfer"}},
-                "livemode": False,
-                "net_amount": amount,
-                "type": "funded",
-            },
-        )
+        kind = _BANK_TRANSFER_TYPES.get(currency, "us_bank_transfer")
+        txn: Json = {
+            "id": self.new_id("ccsbtxn"),
+            "object": "customer_cash_balance_transaction",
+            "created": self.now,
+            "currency": currency,
+            "customer": c.id,
+            "customer_account": None,
+            "ending_balance": c.cash_balance[currency],
+            "funded": {"bank_transfer": {"reference": reference, "type": kind}},
+            "livemode": False,
+            "net_amount": amount,
+            "type": "funded",
+        }
+        self.emit("customer_cash_balance_transaction.created", txn)
+        return txn
 
     def add_balance_transaction(
         self,

@@ -356,6 +356,30 @@ class Invoices(Customers):
         inv.voided_at = self.now
         self.emit("invoice.voided", self.invoice_json(inv))
 
+    def delete_draft(self, inv: Invoice) -> None:
+        """``DELETE /v1/invoices/{id}``: Stripe "permanently deletes a one-off invoice draft";
+        a finalized invoice, or one a subscription created, must be voided instead.
+        Emits ``invoice.deleted``; the invoice items it held become pending again (the
+        sandbox's choice: Stripe's reference does not say)."""
+        if inv.status != "draft":
+            raise bad_request(
+                f"You can only delete draft invoices; this invoice is {inv.status}. "
+                "Void it instead.",
+                code="invoice_not_editable",
+            )
+        if inv.billing_reason.startswith("subscription"):
+            raise bad_request(
+                "You can't delete an invoice created by a subscription; it is finalized "
+                "automatically, and can be voided once it is open.",
+                code="invoice_not_editable",
+            )
+        self.emit("invoice.deleted", self.invoice_json(inv))
+        for ii in self.books.invoice_items.values():
+            if ii.invoice == inv.id:
+                ii.invoice = None
+        # Last, so that nothing can fail after it (undo points restore by table size).
+        del self.books.invoices[inv.id]
+
     def update_invoice(
         self,
         inv: Invoice,

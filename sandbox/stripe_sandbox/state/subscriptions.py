@@ -116,6 +116,7 @@ class Subscriptions(Prorations):
         for si_id in s.items:
             si = self.books.items[si_id]
             self._add_recurring_line(inv, s, si, si.period_start, si.period_end)
+        self._record_recurring_debits(inv)
         s.latest_invoice = inv.id
         self.emit("invoice.created", self.invoice_json(inv))
         paid = self.finalize(inv, attempt_payment=True)
