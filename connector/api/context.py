@@ -6,13 +6,14 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from connector.api.errors import KEY_REQUIRED, error_response
 from connector.config import Settings
 from connector.errors import ServiceError
 from connector.observability import bind_request_id
-from connector.services.apikeys import Scope, find_key
+from connector.services.apikeys import KeyCache, Scope
 from connector.services.seats import Actor, ChangeContext
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
@@ -54,6 +55,8 @@ class Wiring:
     resync: Callable[[str], None]
     # `seatsync-<installation id>`: the start of every idempotency key sent to Stripe.
     key_prefix: Callable[[], str]
+    # API keys verified lately (a revocation elsewhere takes effect within its TTL).
+    keys: KeyCache = field(default_factory=KeyCache)
 
 
 def wiring() -> Wiring:
@@ -84,14 +87,16 @@ def _authenticate() -> Response | None:
         return error_response(
             401, "unauthenticated", "send an API key as `Authorization: Bearer <key>`"
         )
-    with wiring().sessions() as session:
-        key = find_key(session, secret.strip())
+    key = wiring().keys.lookup(wiring().sessions, secret.strip())
     if key is None:
         return error_response(401, "unauthenticated", "unknown or revoked API key")
     if scope is None or scope.value not in key.scopes:
         needed = scope.value if scope else "a scope this route does not grant"
         return error_response(
-            403, "forbidden", f"this API key lacks the scope {needed!r}", {"scopes": key.scopes}
+            403,
+            "forbidden",
+            f"this API key lacks the scope {needed!r}",
+            {"scopes": list(key.scopes)},
         )
     g.actor = Actor(key_id=key.id, name=key.name)
     return None
@@ -191,6 +196,25 @@ def replay_if_repeated() -> Response | None:
         return _replay(session, key)
 
 
+def _claim(session: Session, key: str) -> int | None:
+    """Claim the key for this request in one statement; None if it is already taken. A twin
+    in flight makes this wait until the twin commits (then None) or rolls back (then ours)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return session.execute(
+        insert(IdempotentRequest)
+        .values(
+            api_key_id=actor().key_id,
+            key=key,
+            request_fingerprint=_fingerprint(),
+            status_code=0,  # filled in with the response, in the same transaction
+            response_body={},
+            created_at=wiring().clock(),
+        )
+        .on_conflict_do_nothing()
+        .returning(IdempotentRequest.id)
+    ).scalar()
+
+
 # PostgreSQL's "try again" answers: a deadlock victim, a serialization failure.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
 ATTEMPTS = 3
@@ -217,23 +241,20 @@ def run_change(
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
-                claim: IdempotentRequest | None = None
+                claim: int | None = None
                 if key is not None:
-                    if (replayed := _replay(session, key)) is not None:
+                    claim = _claim(session, key)
+                    if claim is None:  # answered before (or a twin just committed)
+                        replayed = _replay(session, key)
+                        assert replayed is not None  # the key's row exists
                         return replayed
-                    claim = IdempotentRequest(
-                        api_key_id=actor().key_id,
-                        key=key,
-                        request_fingerprint=_fingerprint(),
-                        status_code=0,  # filled in below, in the same transaction
-                        response_body={},
-                        created_at=wiring().clock(),
-                    )
-                    session.add(claim)
-                    session.flush()
                 body = change(session, change_context()).model_dump(mode="json")
                 if claim is not None:
-                    claim.status_code, claim.response_body = status, body
+                    session.execute(
+                        update(IdempotentRequest)
+                        .where(IdempotentRequest.id == claim)
+                        .values(status_code=status, response_body=body)
+                    )
         except IntegrityError:
             # A concurrent request with the same key committed first: answer as it did.
             if key is None:

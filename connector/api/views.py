@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -52,32 +54,44 @@ def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:
     )
 
 
-def _holder_counts(session: Session, seat_type: SeatType) -> HolderCounts:
-    rows = session.execute(
-        select(Holder.state, func.count())
-        .where(Holder.seat_type_id == seat_type.id)
-        .group_by(Holder.state)
-    ).all()
-    by_state = {state: count for state, count in rows}
-    return HolderCounts(
-        active=by_state.get("active", 0),
-        inactive=by_state.get("inactive", 0),
-        archived=by_state.get("archived", 0),
-    )
+@dataclass
+class _Tally:
+    """One seat type's holders by state, those taking a licence, and changes pending."""
 
+    by_state: dict[str, int] = field(default_factory=dict)
+    in_use: int = 0
+    pending: int = 0
 
-def _pending(session: Session, seat_type: SeatType) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxRecord)
-            .where(
-                OutboxRecord.seat_type_id == seat_type.id,
-                OutboxRecord.status == OutboxStatus.PENDING,
-            )
+    def holder_counts(self) -> HolderCounts:
+        return HolderCounts(
+            active=self.by_state.get("active", 0),
+            inactive=self.by_state.get("inactive", 0),
+            archived=self.by_state.get("archived", 0),
         )
-        or 0
-    )
+
+
+def _tallies(session: Session, subscription_id: str) -> dict[int, _Tally]:
+    """Every seat type's tally in two grouped queries (not three per seat type)."""
+    tallies: dict[int, _Tally] = defaultdict(_Tally)
+    for seat_type_id, state, occupies, count in session.execute(
+        select(Holder.seat_type_id, Holder.state, Holder.occupies_licence, func.count())
+        .join(SeatType, SeatType.id == Holder.seat_type_id)
+        .where(SeatType.subscription_id == subscription_id)
+        .group_by(Holder.seat_type_id, Holder.state, Holder.occupies_licence)
+    ):
+        tally = tallies[seat_type_id]
+        tally.by_state[state] = tally.by_state.get(state, 0) + count
+        tally.in_use += count if occupies else 0
+    for seat_type_id, count in session.execute(
+        select(OutboxRecord.seat_type_id, func.count())
+        .where(
+            OutboxRecord.subscription_id == subscription_id,
+            OutboxRecord.status == OutboxStatus.PENDING,
+        )
+        .group_by(OutboxRecord.seat_type_id)
+    ):
+        tallies[seat_type_id].pending = count
+    return tallies
 
 
 def _true_up_due(seat_type: SeatType, counts: SeatCounts, currency: str) -> dict[str, Any]:
@@ -100,10 +114,13 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
     currency = subscription.currency
     views: list[SeatTypeView] = []
     recurring_now = recurring_renewal = 0
+    tallies = _tallies(session, subscription.id)
     for seat_type in _seat_types(session, subscription):
-        terms, counts = terms_of(seat_type), counts_of(session, seat_type)
+        tally = tallies[seat_type.id]
+        terms = terms_of(seat_type)
+        counts = SeatCounts(licences=seat_type.licences, peak=seat_type.peak, in_use=tally.in_use)
         expected = domain.billed_at_renewal(terms, counts)
-        pending = _pending(session, seat_type)
+        pending = tally.pending
         billed_now = domain.billed_now(terms, counts)
         billed_renewal = domain.billed_at_renewal(terms, counts)
         recurring_now += billed_now * seat_type.unit_amount
@@ -121,7 +138,7 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
                 included_in_plan=terms.floor,
                 additional_units=domain.additional_units(terms, counts),
                 additional_units_at_renewal=domain.additional_units_at_renewal(terms, counts),
-                holders=_holder_counts(session, seat_type),
+                holders=tally.holder_counts(),
                 free_licences=domain.free_licences(counts),
                 over_allocation=domain.over_allocation(counts),
                 peak=counts.peak,

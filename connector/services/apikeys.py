@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -59,3 +62,45 @@ def revoke_key(session: Session, key_id: str, now: datetime) -> bool:
         return False
     key.revoked_at = now
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class KnownKey:
+    """What a request needs of its key: who, and what it may do."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+
+
+class KeyCache:
+    """Keys verified in the last `ttl_seconds`, so a request does not read the key table.
+
+    A revocation in this process clears the cache at once; one made elsewhere (the CLI,
+    another web process) takes effect within `ttl_seconds`. Only hashes are kept."""
+
+    def __init__(self, ttl_seconds: float = 10.0, monotonic: Callable[[], float] = time.monotonic):
+        self._ttl, self._monotonic = ttl_seconds, monotonic
+        self._known: dict[str, tuple[float, KnownKey]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, session_factory: Callable[[], Session], secret: str) -> KnownKey | None:
+        digest = _hash(secret)
+        now = self._monotonic()
+        with self._lock:
+            cached = self._known.get(digest)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        with session_factory() as session:
+            key = find_key(session, secret)
+            known = None if key is None else KnownKey(key.id, key.name, tuple(key.scopes))
+        with self._lock:
+            if known is None:
+                self._known.pop(digest, None)
+            else:
+                self._known[digest] = (now, known)
+        return known
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()

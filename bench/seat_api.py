@@ -1,0 +1,402 @@
+"""Benchmark: the seat API under load next to its framework's ceiling, measured from outside.
+
+`seatsync serve` (gunicorn, 2 workers, the connector's own options) on PostgreSQL, with 20
+registered subscriptions; `wrk` with 8 connections on loopback. Two requests:
+- buy one licence (`POST .../seats/users/licenses`, a fresh Idempotency-Key each time);
+- the plan view (`GET /v1/subscriptions/{id}`).
+The reference is a bare Flask app on the same gunicorn options and database whose endpoints
+look up the hashed API key and insert one row (buy) or read one row (plan view) with
+SQLAlchemy. Runs interleave (seatsync, bare, seatsync, bare) on the same machine; only the
+ratio is meant to hold on a shared machine.
+
+The sync jobs do not run in the web processes (`sync.run_in_web = false`), as on a busy
+installation with `seatsync worker` processes: the API alone is measured.
+
+Run:  .venv/bin/python bench/seat_api.py [--seconds 10] [--rounds 2] [--connections 8]
+      [--database postgresql://postgres@127.0.0.1:5432/test]
+Needs `wrk` (Debian package). PostgreSQL: a throw-away schema is made and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SUBSCRIPTIONS = 20
+
+
+# --- the bare reference app (its own gunicorn: `seat_api.py serve-bare`) -------------------
+
+
+def bare_app(database_url: str) -> Any:
+    """The framework's ceiling for these requests: a hashed-key look-up plus one insert (buy)
+    or one read (plan view), with SQLAlchemy, in Flask."""
+    from flask import Flask, jsonify, request
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, select
+
+    from connector.adapters.database import make_engine, make_session_factory
+    from connector.adapters.models import ApiKey, Subscription
+
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    rows = Table(
+        "bench_bare_rows",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("subscription_id", String(40)),
+        Column("idempotency_key", String(255)),
+        Column("quantity", Integer),
+        Column("at", DateTime(timezone=True)),
+    )
+    app = Flask("bare")
+
+    def key_ok() -> bool:
+        secret = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        with sessions() as session:
+            return session.scalar(select(ApiKey.id).where(ApiKey.secret_hash == digest)) is not None
+
+    @app.post("/bare/<sub>/buy")
+    def buy(sub: str) -> Any:
+        if not key_ok():
+            return jsonify(error="unauthenticated"), 401
+        body = request.get_json()
+        with sessions.begin() as session:
+            session.execute(
+                insert(rows).values(
+                    subscription_id=sub,
+                    idempotency_key=request.headers.get("Idempotency-Key"),
+                    quantity=body["quantity"],
+                    at=datetime.now(UTC),
+                )
+            )
+        return jsonify(subscription=sub, quantity=body["quantity"])
+
+    @app.get("/bare/<sub>")
+    def plan(sub: str) -> Any:
+        if not key_ok():
+            return jsonify(error="unauthenticated"), 401
+        with sessions() as session:
+            row = session.get(Subscription, sub)
+            return jsonify(id=row.id if row else None, status=row.status if row else None)
+
+    with engine.begin() as connection:
+        rows.create(connection, checkfirst=True)
+    return app
+
+
+def serve_bare(port: int, database_url: str) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from connector.config import Settings
+    from connector.server import gunicorn_options
+
+    options = gunicorn_options(Settings(server={"port": port}), workers=2)  # type: ignore[arg-type]
+    options["accesslog"] = None
+
+    class Bare(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return bare_app(database_url)
+
+    Bare().run()
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def throwaway_schema(database: str) -> Iterator[str]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from connector.adapters.database import make_engine
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(database)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(database).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def register(database_url: str, sandbox_url: str) -> tuple[str, list[str]]:
+    """Migrate, make a key and register the subscriptions (in process, against the sandbox)."""
+    import stripe
+
+    from connector.adapters.database import make_engine, make_session_factory
+    from connector.adapters.migrate import upgrade
+    from connector.app import create_app
+    from connector.config import Settings, StripeSettings
+    from connector.services.apikeys import Scope, create_key
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with make_session_factory(engine).begin() as session:
+        key = create_key(session, "bench", list(Scope), datetime.now(UTC)).secret
+    client = stripe.StripeClient("sk_test_bench", base_addresses={"api": sandbox_url})
+    settings = Settings(
+        database_url=database_url,
+        stripe=StripeSettings(api_key="sk_test_bench", api_base=sandbox_url),
+    )
+    web = create_app(settings, engine=engine, run_jobs=False).test_client()
+    ids = []
+    for n in range(SUBSCRIPTIONS):
+        customer = client.v1.customers.create({"name": f"Bench {n}"})
+        price = client.v1.prices.create(
+            {
+                "currency": "usd",
+                "unit_amount": 12000,
+                "recurring": {"interval": "year"},
+                "product_data": {"name": "Seat"},
+            }
+        )
+        sub = client.v1.subscriptions.create(
+            {"customer": customer.id, "items": [{"price": price.id, "quantity": 5}]}
+        )
+        registered = web.post(
+            "/v1/subscriptions",
+            json={
+                "stripe_subscription_id": sub.id,
+                "seat_types": [{"name": "users", "stripe_price_id": price.id}],
+            },
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert registered.status_code == 201, registered.json
+        ids.append((registered.json or {})["id"])
+    engine.dispose()
+    return key, ids
+
+
+# --- load ----------------------------------------------------------------------------------
+
+LUA = """
+local paths = {%(paths)s}
+local method = "%(method)s"
+local counter = 0
+request = function()
+  counter = counter + 1
+  local path = paths[math.random(#paths)]
+  local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
+  if method == "POST" then
+    headers["Idempotency-Key"] = string.format("wrk-%%d-%%d-%%d", math.random(1e9), counter, os.time())
+    return wrk.format("POST", path, headers, '{"quantity": 1}')
+  end
+  return wrk.format("GET", path, headers)
+end
+"""
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns: int) -> Load:
+    script = LUA % {
+        "paths": ", ".join(f'"{p}"' for p in paths),
+        "method": method,
+        "key": key,
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", handle.name, base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(handle.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0)
+
+
+def profile(master_pid: int, port: int, key: str, ids: list[str], args: Any) -> None:
+    """py-spy the one gunicorn worker while wrk loads it; collapsed stacks per case."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(master_pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    worker = children[0]
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, method, paths in (
+        ("buy", "POST", [f"/v1/subscriptions/{i}/seats/users/licenses" for i in ids]),
+        ("plan", "GET", [f"/v1/subscriptions/{i}" for i in ids]),
+    ):
+        spy = subprocess.Popen(
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "-p",
+                worker,
+                "-d",
+                str(args.seconds),
+                "--format",
+                "raw",
+                "-o",
+                str(out / f"{name}.txt"),
+                "--threads",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        load = wrk(f"http://127.0.0.1:{port}", method, paths, key, args.seconds, args.connections)
+        spy.wait(timeout=60)
+        print(f"{name}: {load.rps:.0f} req/s (one worker, profiled)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--database", default=DEFAULT_POSTGRES)
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="instead: py-spy one worker under each load; collapsed stacks written to DIR",
+    )
+    args = parser.parse_args()
+
+    sandbox_port, app_port, bare_port = free_port(), free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    with (
+        throwaway_schema(args.database) as url,
+        process([str(BIN / "stripe-sandbox"), "--port", str(sandbox_port)]),
+    ):
+        wait_until_up(f"{sandbox_url}/_sandbox/state")
+        key, ids = register(url, sandbox_url)
+        env = {
+            "SEATSYNC_DATABASE_URL": url,
+            "SEATSYNC_SYNC__RUN_IN_WEB": "false",
+            "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
+            "SEATSYNC_STRIPE__API_BASE": sandbox_url,
+            "SEATSYNC_LOG_LEVEL": "WARNING",
+        }
+        workers = "1" if args.profile else "2"
+        serve = [str(BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", workers]
+        bare = [sys.executable, __file__, "serve-bare", str(bare_port), url]
+        if args.profile:
+            with process(serve, env) as master:
+                wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
+                profile(master.pid, app_port, key, ids, args)
+            return
+        with process(serve, env), process(bare):
+            wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
+            wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
+            results: dict[str, list[Load]] = {}
+            cases = {
+                "buy one licence": (
+                    "POST",
+                    [f"/v1/subscriptions/{i}/seats/users/licenses" for i in ids],
+                    [f"/bare/{i}/buy" for i in ids],
+                ),
+                "plan view (GET)": (
+                    "GET",
+                    [f"/v1/subscriptions/{i}" for i in ids],
+                    [f"/bare/{i}" for i in ids],
+                ),
+            }
+            for _ in range(args.rounds):
+                for name, (method, ours, theirs) in cases.items():
+                    for who, base, paths in (
+                        ("seatsync", f"http://127.0.0.1:{app_port}", ours),
+                        ("bare", f"http://127.0.0.1:{bare_port}", theirs),
+                    ):
+                        load = wrk(base, method, paths, key, args.seconds, args.connections)
+                        results.setdefault(f"{name}|{who}", []).append(load)
+    print(f"seat API, {args.connections} connections, {args.seconds}s x {args.rounds} rounds")
+    print(f"{'':18} {'seatsync req/s':>15} {'p50/p99 ms':>13} {'bare req/s':>11} {'ratio':>6}")
+    for name in cases:
+        ours_l, bare_l = results[f"{name}|seatsync"], results[f"{name}|bare"]
+        ours_rps = sum(r.rps for r in ours_l) / len(ours_l)
+        bare_rps = sum(r.rps for r in bare_l) / len(bare_l)
+        p50 = max(r.p50_ms for r in ours_l)
+        p99 = max(r.p99_ms for r in ours_l)
+        errors = sum(r.non_2xx for r in ours_l)
+        print(
+            f"{name:18} {ours_rps:15.0f} {p50:6.1f}/{p99:<6.1f} {bare_rps:11.0f} "
+            f"{ours_rps / bare_rps:6.2f}" + (f"  ({errors} non-2xx!)" if errors else "")
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-bare":
+        serve_bare(int(sys.argv[2]), sys.argv[3])
+    else:
+        main()
