@@ -27,6 +27,7 @@ class TokenBucket:
         self._monotonic, self._sleep = monotonic, sleep
         self._last = monotonic()
         self._lock = threading.Lock()
+        self.acquired = 0  # requests let through so far (for benchmarks and tests)
 
     def set_rate(self, rate_per_second: float) -> None:
         """Change the rate (the account's rate is shared by the workers alive now)."""
@@ -42,5 +43,6 @@ class TokenBucket:
             self._last = now
             wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
             self._tokens -= 1
+            self.acquired += 1
         if wait > 0:
             self._sleep(wait)
