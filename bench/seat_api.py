@@ -245,7 +245,8 @@ request = function()
   local path = paths[math.random(#paths)]
   local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
   if method == "POST" then
-    headers["Idempotency-Key"] = string.format("wrk-%%d-%%d-%%d", math.random(1e9), counter, os.time())
+    local unique = string.format("%%d-%%d", math.random(1e9), counter)
+    headers["Idempotency-Key"] = "wrk-" .. unique .. "-" .. os.time()
     return wrk.format("POST", path, headers, '{"quantity": 1}')
   end
   return wrk.format("GET", path, headers)
