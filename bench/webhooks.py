@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -449,15 +450,21 @@ def write_docs(text: str, args: argparse.Namespace, ours: Result, theirs: Result
             f"{theirs.median_ms:.1f} ms |",
             "",
             f"Ratio: **{ours.per_second / theirs.per_second:.0%}** of the bare endpoint "
-            "(target: at least 70%). The receiver also checks the body's shape, looks the "
-            "event id up before inserting (a duplicate is acknowledged without a write) and "
-            "counts outcomes for `/metrics`.",
+            "(target: at least 70%). The receiver also checks the body's shape, inserts with "
+            "`ON CONFLICT (id) DO NOTHING` (a duplicate is acknowledged without a row), runs "
+            "the API's request hooks and counts outcomes for `/metrics`.",
             "",
             "```",
             text,
             "```",
             "",
         ]
+    )
+    section = "\n".join(
+        textwrap.fill(line, 90, break_on_hyphens=False)
+        if len(line) > 90 and line[0] not in "|`"
+        else line
+        for line in section.split("\n")
     )
     current = path.read_text()
     if heading in current:
