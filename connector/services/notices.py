@@ -101,11 +101,13 @@ def note_over_allocation(
 ) -> list[Notice]:
     """Decide, for the counts a change leaves, whether the over-allocation crossed the
     threshold; queue one notice per channel if it did. The seat type row is locked."""
+    over = domain.over_allocation(counts)
+    if over == 0 and not seat_type.over_allocation_alerted:
+        return []  # nothing crossed and nothing to re-arm: no need to read the settings
     settings = session.get(NoticeSettings, subscription.id)
     if settings is None:
         seat_type.over_allocation_alerted = False
         return []
-    over = domain.over_allocation(counts)
     crossing = over_allocation_crossing(over, settings.threshold, seat_type.over_allocation_alerted)
     seat_type.over_allocation_alerted = crossing.alerted
     if not crossing.notify:
