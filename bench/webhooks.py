@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -380,6 +381,7 @@ def run(args: argparse.Namespace) -> tuple[Result, Result, str]:
                     )
                 )
         backend = "SQLite" if args.sqlite else "PostgreSQL"
+    shutil.rmtree(workdir, ignore_errors=True)
     return _merge(ours), _merge(theirs), backend
 
 

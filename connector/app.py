@@ -19,11 +19,12 @@ from connector.api.errors import install_error_handlers, validation_error_respon
 from connector.api.instrumentation import install_instrumentation
 from connector.api.schemas import ErrorBody
 from connector.config import Settings
+from connector.dashboard import install_dashboard
 from connector.services.notices import deliver_due
 from sync.worker import Jobs, start_background
 from webhooks import ops_api
 from webhooks.handlers import HandlerContext
-from webhooks.processing import process_due_events
+from webhooks.processing import process_due_events, retry_event
 from webhooks.receiver import ReceiverWiring, install_receiver
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -109,4 +110,6 @@ def create_app(
     app.register_api(ops_api.bp)
     app.register_api(payments.bp)
     app.register_api(service.bp)
+    # The ops dashboard (/ops/); its Replay button is the webhooks' own retry, given here.
+    install_dashboard(app, settings, replay_event=retry_event)
     return app

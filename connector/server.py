@@ -8,6 +8,7 @@ from gunicorn.app.base import BaseApplication
 
 from connector.app import create_app
 from connector.config import Settings
+from connector.dashboard import with_secret_key
 from connector.observability import gunicorn_log_config
 
 
@@ -44,4 +45,6 @@ def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
 
 
 def run_gunicorn(settings: Settings, workers: int = 2) -> None:
+    # The dashboard's session key is made once, before the fork: every worker accepts it.
+    settings = with_secret_key(settings)
     _Gunicorn(settings, gunicorn_options(settings, workers)).run()

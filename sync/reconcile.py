@@ -5,6 +5,11 @@ status and billing mode are Stripe's to decide: the connector adopts them (and r
 the difference). Quantities are the connector's: a difference is drift, repaired — if the
 setting says so — through the outbox with `proration_behavior=none` (a repair never
 charges). Seat types with changes still on their way to Stripe are not judged.
+
+It streams: each page of Stripe subscriptions is compared with our rows for those ids, read
+in a few queries; only a subscription where something differs (drift, a renewal, a price
+Stripe changed) gets the locked transactions, the others one batched "seen" stamp a page.
+Ours that Stripe did not list are found at the end by one streamed query.
 """
 
 from __future__ import annotations
@@ -14,19 +19,23 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from itertools import islice
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
-from connector.adapters.models import Drift, OutboxRecord, SeatType, Subscription
+from connector.adapters.models import Drift, Holder, OutboxRecord, SeatType, Subscription
 from connector.adapters.repository import (
     counts_of,
     lock_seat_type,
     lock_subscription,
     seat_types_of,
     target_quantity,
+    terms_of,
 )
 from connector.adapters.stripe_port import StripePort, StripeSubscription
+from connector.domain.seats import SeatCounts, billed_at_renewal
 from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxStatus
 from connector.services.seats import Actor, ChangeContext, record_change
 from sync.renewals import adopt_stripe_state
@@ -106,33 +115,156 @@ def reconcile(
 ) -> ReconcileReport:
     now = clock()
     report = ReconcileReport()
-    with sessions() as session:
-        ours = {
-            s.stripe_subscription_id: OurSubscription.of(s)
-            for s in session.scalars(select(Subscription))
-        }
     found: Found = {}
-    seen: set[str] = set()
-    for stripe_sub in port.list_subscriptions():
-        if stripe_sub.stripe_subscription_id not in ours:
-            continue
-        seen.add(stripe_sub.stripe_subscription_id)
-        _check(
-            sessions,
-            ours[stripe_sub.stripe_subscription_id],
-            stripe_sub,
-            now,
-            repair,
-            found,
-            report,
+    seen: set[str] = set()  # Stripe ids of ours that Stripe listed
+    listed = port.list_subscriptions()
+    while page := list(islice(listed, PAGE)):
+        with sessions() as session:
+            ours = _PageOfOurs.read(session, [s.stripe_subscription_id for s in page])
+        agreeing: list[tuple[int, int]] = []
+        for stripe_sub in page:
+            our = ours.subscriptions.get(stripe_sub.stripe_subscription_id)
+            if our is None:
+                continue
+            seen.add(stripe_sub.stripe_subscription_id)
+            stamps = ours.agreeing_stamps(our, stripe_sub)
+            if stamps is None:
+                _check(sessions, OurSubscription.of(our), stripe_sub, now, repair, found, report)
+            else:
+                report.checked += 1
+                agreeing += stamps
+        _stamp_seen(sessions, agreeing, now)
+    with sessions() as session:
+        # Registered before this run started (one registered since was not listed yet).
+        rows = session.execute(
+            select(Subscription.id, Subscription.stripe_subscription_id)
+            .where(
+                Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
+                Subscription.created_at <= now,
+            )
+            .execution_options(yield_per=1000)
         )
-    for stripe_subscription_id, our in ours.items():
-        if stripe_subscription_id not in seen and our.status not in ENDED_SUBSCRIPTION_STATUSES:
-            _note_drift(found, our.id, None, "subscription", stripe_subscription_id, "missing")
-            report.missing_in_stripe += 1
+        for subscription_id, stripe_subscription_id in rows:
+            if stripe_subscription_id not in seen:
+                _note_drift(
+                    found, subscription_id, None, "subscription", stripe_subscription_id, "missing"
+                )
+                report.missing_in_stripe += 1
     report.drift_found = len(found)
     _store_drift(sessions, found, now, repair)
     return report
+
+
+PAGE = 100  # Stripe's list page
+
+
+@dataclass
+class _PageOfOurs:
+    """Our rows for one page of Stripe subscriptions, read in four queries, to tell which of
+    them agree with Stripe without a lock."""
+
+    subscriptions: dict[str, Subscription]  # by Stripe subscription id
+    seat_types: dict[str, list[SeatType]]  # by our subscription id, by id
+    in_use: dict[int, int]  # holders occupying a licence, by seat type id
+    pending: set[int]  # seat type ids with changes on their way to Stripe
+
+    @classmethod
+    def read(cls, session: Session, stripe_subscription_ids: list[str]) -> _PageOfOurs:
+        subscriptions = {
+            s.stripe_subscription_id: s
+            for s in session.scalars(
+                select(Subscription).where(
+                    Subscription.stripe_subscription_id.in_(stripe_subscription_ids)
+                )
+            )
+        }
+        seat_types: dict[str, list[SeatType]] = {s.id: [] for s in subscriptions.values()}
+        for seat_type in session.scalars(
+            select(SeatType)
+            .where(SeatType.subscription_id.in_(list(seat_types)))
+            .order_by(SeatType.id)
+        ):
+            seat_types[seat_type.subscription_id].append(seat_type)
+        ids = [t.id for types in seat_types.values() for t in types]
+        in_use: dict[int, int] = {
+            seat_type_id: count
+            for seat_type_id, count in session.execute(
+                select(Holder.seat_type_id, func.count())
+                .where(Holder.seat_type_id.in_(ids), Holder.occupies_licence.is_(True))
+                .group_by(Holder.seat_type_id)
+            )
+        }
+        pending = set(
+            session.scalars(
+                select(OutboxRecord.seat_type_id).where(
+                    OutboxRecord.status == OutboxStatus.PENDING,
+                    OutboxRecord.seat_type_id.in_(ids),
+                )
+            )
+        )
+        return cls(subscriptions, seat_types, in_use, pending)
+
+    def agreeing_stamps(
+        self, ours: Subscription, stripe_sub: StripeSubscription
+    ) -> list[tuple[int, int]] | None:
+        """None when anything `_check` would note or `adopt_stripe_state` would change
+        differs; else (seat type id, quantity) of each seat type, to stamp as seen."""
+        first = stripe_sub.items[0] if stripe_sub.items else None
+        if (
+            (ours.status, ours.billing_mode, ours.billing_cycle_anchor)
+            != (stripe_sub.status, stripe_sub.billing_mode, stripe_sub.billing_cycle_anchor)
+            or first is None
+            or (ours.current_period_start, ours.current_period_end)
+            != (first.period_start, first.period_end)
+        ):
+            return None
+        items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
+        stamps: list[tuple[int, int]] = []
+        for seat_type in self.seat_types[ours.id]:
+            item = items.get(seat_type.stripe_subscription_item_id)
+            if item is None or (
+                seat_type.stripe_quantity,
+                seat_type.stripe_price_id,
+                seat_type.unit_amount,
+                seat_type.interval,
+                seat_type.interval_count,
+            ) != (
+                item.quantity,
+                item.stripe_price_id,
+                item.unit_amount,
+                item.interval,
+                item.interval_count,
+            ):
+                return None
+            counts = SeatCounts(
+                licences=seat_type.licences,
+                peak=seat_type.peak,
+                in_use=self.in_use.get(seat_type.id, 0),
+            )
+            if seat_type.id not in self.pending and item.quantity != billed_at_renewal(
+                terms_of(seat_type), counts
+            ):
+                return None  # drift: judged under the locks by `_check`
+            stamps.append((seat_type.id, item.quantity))
+        return stamps
+
+
+def _stamp_seen(sessions: SessionFactory, stamps: list[tuple[int, int]], now: datetime) -> None:
+    """`stripe_seen_at` of seat types Stripe showed as we hold them, in one transaction (what
+    `adopt_stripe_state` would have written). Only where the quantity is still that one, and
+    by seat type id: the order every writer locks seat types in."""
+    if not stamps:
+        return
+    with sessions.begin() as session:
+        session.connection().execute(
+            update(SeatType)
+            .where(
+                SeatType.id == bindparam("seat_type_id"),
+                SeatType.stripe_quantity == bindparam("quantity"),
+            )
+            .values(stripe_seen_at=now),
+            [{"seat_type_id": i, "quantity": q} for i, q in sorted(stamps)],
+        )
 
 
 def reconcile_one(

@@ -101,6 +101,17 @@ def parse_event(payload: Any) -> IncomingEvent:
     )
 
 
+def _insert_once(insert: Any) -> Any:
+    """`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`, built once (its values are
+    bound per delivery), so no statement is built and cached per request."""
+    table = StripeEvent.metadata.tables[StripeEvent.__tablename__]
+    return insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+
+
+# By dialect: {is PostgreSQL: statement}; SQLite (3.35+) has the same clause.
+_INSERT_ONCE = {True: _insert_once(postgresql_insert), False: _insert_once(sqlite_insert)}
+
+
 def store_event(sessions: SessionFactory, event: IncomingEvent, now: datetime) -> bool:
     """Store the event once; True when it was already stored (a duplicate delivery).
     Types without a handler are stored as ignored: kept, acknowledged, never run.
@@ -123,17 +134,8 @@ def store_event(sessions: SessionFactory, event: IncomingEvent, now: datetime) -
         "next_attempt_at": now if handled else None,
     }
     with sessions.begin() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        stored = (
-            session.execute(
-                insert(StripeEvent)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["id"])
-                .returning(StripeEvent.id)
-            ).first()
-            is not None
-        )
+        statement = _INSERT_ONCE[session.get_bind().dialect.name == "postgresql"]
+        stored = session.execute(statement, values).first() is not None
     if not stored:
         EVENTS.labels(event.type, "duplicate").inc()
         return True

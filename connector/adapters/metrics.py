@@ -60,6 +60,8 @@ TRUE_UP_RUNS = Counter(
     "True-up invoicing attempts by outcome: invoiced, retrying, dead",
     ["outcome"],
 )
+for _outcome_name in ("invoiced", "retrying", "dead"):  # shown at 0 before the first true-up
+    TRUE_UP_RUNS.labels(_outcome_name)
 HTTP_REQUESTS = Counter(
     "seatsync_http_requests_total",
     "HTTP requests by method, route (the URL rule, e.g. /v1/subscriptions/<id>) and status",

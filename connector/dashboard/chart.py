@@ -114,11 +114,11 @@ def step_chart(
         top=TOP,
         plot_width=PLOT_WIDTH,
         plot_height=PLOT_HEIGHT,
-        series=(
-            Series("billed", "billed", _points(billed, start, end, until, top), billed[-1][1]),
+        series=(  # billed drawn dashed over licences: both show where they are equal
             Series(
                 "licences", "licences", _points(licences, start, end, until, top), licences[-1][1]
             ),
+            Series("billed", "billed", _points(billed, start, end, until, top), billed[-1][1]),
         ),
         y_ticks=y_ticks,
         x_ticks=x_ticks,

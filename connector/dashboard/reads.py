@@ -95,9 +95,9 @@ class SubscriptionDetail:
     dead: list[DeadLetter]
 
 
-def _chart(session: Session, subscription: Subscription, plan: PlanView, now: datetime) -> dict[
-    str, Chart
-]:
+def _chart(
+    session: Session, subscription: Subscription, plan: PlanView, now: datetime
+) -> dict[str, Chart]:
     """Per seat type: licences and billed quantity over the current period, from the ledger
     entries of the period (the opening values are the first entry's `before`)."""
     charts: dict[str, Chart] = {}
@@ -132,9 +132,7 @@ def _dead_letters(session: Session, records: list[OutboxRecordView]) -> list[Dea
         .where(SeatType.id.in_(ids))
     ).all()
     names = {row.id: (row.name, row.currency) for row in rows}
-    return [
-        DeadLetter(record, *names.get(record.seat_type_id, ("?", ""))) for record in records
-    ]
+    return [DeadLetter(record, *names.get(record.seat_type_id, ("?", ""))) for record in records]
 
 
 def subscription_detail(

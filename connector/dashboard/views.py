@@ -118,9 +118,7 @@ def _service_error(error: ServiceError) -> tuple[str, int]:
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> tuple[str, int]:
-    return _page(
-        "error.html", error.code or 500, title=error.name, message=error.description or ""
-    )
+    return _page("error.html", error.code or 500, title=error.name, message=error.description or "")
 
 
 def _require_write() -> None:

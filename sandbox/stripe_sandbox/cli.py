@@ -28,13 +28,22 @@ def _configure_logging(level: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=12111, show_default=True)
 @click.option("--webhook-url", default=None, help="where to POST signed events")
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="answer every API request (not /_sandbox) after this many ms; requests overlap",
+)
 @click.option("--log-level", type=_LOG_LEVELS, default="info", show_default=True)
-def serve_sandbox(host: str, port: int, webhook_url: str | None, log_level: str) -> None:
+def serve_sandbox(
+    host: str, port: int, webhook_url: str | None, latency_ms: int, log_level: str
+) -> None:
     """Serve the Stripe double on loopback: a TEST AND DEMO TOOL, never real money."""
     from stripe_sandbox.server import serve
 
     _configure_logging(log_level)
-    serve(host=host, port=port, webhook_url=webhook_url)
+    serve(host=host, port=port, webhook_url=webhook_url, latency_ms=latency_ms)
 
 
 @click.command("seatsync-demo")

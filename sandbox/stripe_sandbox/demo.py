@@ -140,6 +140,7 @@ seatsync demo — connector and a FAKE local Stripe (no account, no real money)
 
   connector        {base}
   OpenAPI          {base}/v1/openapi.json
+  ops dashboard    {base}/ops/  (sign in with the API key below)
   Stripe sandbox   {sandbox_url}/_sandbox/state
   database         {database_url} (recreated each run)
 

@@ -22,13 +22,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stripe_sandbox.calendar_math import iso
 from stripe_sandbox.errors import StripeError
 from stripe_sandbox.form import Params, decode_form, decode_pairs
-from stripe_sandbox.objects import Json
+from stripe_sandbox.objects import Json, Subscription
 from stripe_sandbox.routes import dispatch
 from stripe_sandbox.state import ArmedFailure, StripeState
 
@@ -220,6 +220,15 @@ class StripeDouble:
         customer = self.state.customer(customer_id)
         self.state.request = (None, None)
         self.state.fund_cash_balance(customer, amount=amount, currency=currency)
+
+    def seed_subscriptions(
+        self, price_id: str, quantities: Sequence[int], *, billing_mode: str = "flexible"
+    ) -> list[Subscription]:
+        """Many subscriptions at once, without API calls (scale tests, benchmarks): one
+        customer and one item of ``price_id`` per quantity, nothing invoiced, no events."""
+        return self.state.seed_subscriptions(
+            self.state.price(price_id), quantities, billing_mode=billing_mode
+        )
 
     def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
         """Recorded requests matching ``method`` and ``path_regex`` (fullmatch)."""

@@ -149,12 +149,18 @@ def create_sandbox_app(
     background_delivery: bool = True,
     post: PostFn = requests.post,
     lock: threading.RLock | None = None,
+    latency_ms: int = 0,
 ) -> flask.Flask:
     """A Flask app serving ``double`` under ``/v1`` plus ``/_sandbox`` controls.
 
     ``background_delivery=False`` delivers webhooks synchronously after each
     request (deterministic, for tests); ``post`` is the HTTP client to use.
+    ``latency_ms`` delays every ``/v1`` answer by that long (for benchmarks: Stripe
+    takes a few hundred ms a write); the wait holds no lock, so requests overlap.
+    ``/_sandbox`` controls answer at once.
     """
+    if latency_ms < 0:
+        raise ValueError(f"latency_ms must be >= 0, not {latency_ms}")
     app = flask.Flask("stripe_sandbox")
     guard = lock or threading.RLock()
     forwarder: WebhookForwarder | None = None
@@ -175,6 +181,8 @@ def create_sandbox_app(
     @app.route("/v1/<path:rest>", methods=["GET", "POST", "DELETE"])
     def stripe_api(rest: str) -> flask.Response:
         req = flask.request
+        if latency_ms:
+            time.sleep(latency_ms / 1000)  # before taking the lock: requests wait side by side
         with guard:
             resp = double.request(
                 req.method,
@@ -314,24 +322,26 @@ def serve(
     webhook_secret: str = "whsec_test_secret",
     double: StripeDouble | None = None,
     allow_non_loopback: bool = False,
+    latency_ms: int = 0,
 ) -> None:
     """Run the sandbox with werkzeug (threaded; one lock serialises the double).
 
     Refuses non-loopback hosts unless told otherwise: it is a fake Stripe that
-    accepts any ``sk_test_`` key.
+    accepts any ``sk_test_`` key.  ``latency_ms``: see :func:`create_sandbox_app`.
     """
     if host not in _LOOPBACK and not allow_non_loopback:
         raise ValueError(f"stripe sandbox only listens on loopback, not {host!r}")
     sandbox = double or StripeDouble(
         int(time.time()) if now is None else now, webhook_secret=webhook_secret
     )
-    app = create_sandbox_app(sandbox, webhook_url)
+    app = create_sandbox_app(sandbox, webhook_url, latency_ms=latency_ms)
     log.warning(
         "stripe_sandbox: FAKE Stripe (test/demo only, no real money) on http://%s:%d; "
-        "webhooks -> %s (secret %s)",
+        "webhooks -> %s (secret %s); API latency %d ms",
         host,
         port,
         webhook_url or "none",
         sandbox.webhook_secret,
+        latency_ms,
     )
     run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -33,7 +33,8 @@ def spec(client: FlaskClient) -> dict[str, Any]:
 def served_routes(app: Any) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.split(".")[0] in ("openapi", "swagger", "static"):  # the docs
+        # The docs, and the ops dashboard's HTML pages (/ops/: not the API).
+        if rule.endpoint.split(".")[0] in ("openapi", "swagger", "static", "dashboard"):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -22,8 +22,23 @@ def test_stripe_sandbox_serves_the_double(monkeypatch: pytest.MonkeyPatch) -> No
 
     assert result.exit_code == 0, result.output
     assert calls == [
-        {"host": "127.0.0.1", "port": 12345, "webhook_url": "http://127.0.0.1:8000/webhooks"}
+        {
+            "host": "127.0.0.1",
+            "port": 12345,
+            "webhook_url": "http://127.0.0.1:8000/webhooks",
+            "latency_ms": 0,
+        }
     ]
+
+
+def test_stripe_sandbox_latency_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(stripe_sandbox.server, "serve", lambda **kw: calls.append(kw))
+
+    assert CliRunner().invoke(serve_sandbox, ["--latency-ms", "250"]).exit_code == 0
+    assert calls[0]["latency_ms"] == 250
+    refused = CliRunner().invoke(serve_sandbox, ["--latency-ms", "-1"])
+    assert refused.exit_code != 0 and len(calls) == 1
 
 
 def test_seatsync_demo_runs_the_demo(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,6 +164,8 @@ def void_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
 @route("DELETE", r"/v1/invoices/(?P<id>[^/]+)")
 def delete_invoice(state: StripeState, m: re.Match[str], p: Params) -> Json:
     check_known(p, [])
+    if "expand" in p:  # refused before deleting: nothing of a deleted invoice expands
+        raise bad_request("This property cannot be expanded (expand).", param="expand")
     inv = state.invoice(m["id"])
     state.delete_draft(inv)
     return {"id": inv.id, "object": "invoice", "deleted": True}

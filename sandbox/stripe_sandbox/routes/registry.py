@@ -10,8 +10,8 @@ order and the ``created`` filter.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from stripe_sandbox.errors import StripeError, bad_request
 from stripe_sandbox.form import (
@@ -28,6 +28,7 @@ from stripe_sandbox.objects import Json
 from stripe_sandbox.state import StripeState
 
 Handler = Callable[[StripeState, "re.Match[str]", Params], Json]
+T = TypeVar("T")
 
 _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
 
@@ -95,6 +96,46 @@ def paginate(items: list[Json], params: Params, url: str) -> Json:
         "object": "list",
         "data": page,
         "has_more": len(items) > len(page),
+        "url": url,
+    }
+
+
+def paginate_ordered(
+    ordered: Sequence[T],
+    position: Mapping[str, int],
+    keep: Callable[[T], bool],
+    render: Callable[[T], Json],
+    params: Params,
+    url: str,
+) -> Json:
+    """:func:`paginate` over objects already in list order, ``position`` giving each id's
+    index: only the page is filtered and rendered, so a page costs its size, not the list's
+    (listing 100,000 subscriptions 100 a page)."""
+    limit = opt_int(params, "limit")
+    if limit is None:
+        limit = 10
+    if not 1 <= limit <= 100:
+        raise bad_request(
+            "Invalid limit: must be at least 1 and less than or equal to 100", param="limit"
+        )
+    after = opt_str(params, "starting_after")
+    before = opt_str(params, "ending_before")
+    cursor, param = (after, "starting_after") if after is not None else (before, "ending_before")
+    start = -1 if after is None and before is None else position.get(cursor or "")
+    if start is None or (start >= 0 and not keep(ordered[start])):
+        raise bad_request(f"No such object: '{cursor}'", param=param, code="resource_missing")
+    step = -1 if after is None and before is not None else 1  # ending_before: backwards
+    found: list[T] = []
+    index = start + step
+    while 0 <= index < len(ordered) and len(found) <= limit:
+        if keep(ordered[index]):
+            found.append(ordered[index])
+        index += step
+    page = found[:limit] if step == 1 else found[:limit][::-1]
+    return {
+        "object": "list",
+        "data": [render(obj) for obj in page],
+        "has_more": len(found) > limit,
         "url": url,
     }
 

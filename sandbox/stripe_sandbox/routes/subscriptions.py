@@ -6,6 +6,7 @@ Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
 from stripe_sandbox.errors import StripeError, bad_request, missing_param
@@ -21,12 +22,13 @@ from stripe_sandbox.form import (
     opt_str,
     req_str,
 )
-from stripe_sandbox.objects import Json
+from stripe_sandbox.objects import Json, Subscription
 from stripe_sandbox.routes.registry import (
     created_filter,
     metadata_of,
     newest_first,
     paginate,
+    paginate_ordered,
     route,
 )
 from stripe_sandbox.state import PAYMENT_BEHAVIORS, PRORATION_BEHAVIORS, ItemChange, StripeState
@@ -158,15 +160,39 @@ def list_subscriptions(state: StripeState, _m: re.Match[str], p: Params) -> Json
             return s_status in ("canceled", "incomplete_expired")
         return s_status == status
 
-    subs = [
-        s
-        for s in newest_first(list(state.books.subscriptions.values()))
-        if keep(s.status)
-        and (customer is None or s.customer == customer)
-        and (price is None or any(state.books.items[i].price == price for i in s.items))
-        and created(s.created)
-    ]
-    return paginate([state.subscription_json(s) for s in subs], p, "/v1/subscriptions")
+    ordered, position = _newest_first(state)
+    return paginate_ordered(
+        ordered,
+        position,
+        lambda s: (
+            keep(s.status)
+            and (customer is None or s.customer == customer)
+            and (price is None or any(state.books.items[i].price == price for i in s.items))
+            and created(s.created)
+        ),
+        state.subscription_json,
+        p,
+        "/v1/subscriptions",
+    )
+
+
+_ORDER: weakref.WeakKeyDictionary[
+    StripeState, tuple[int, Subscription | None, list[Subscription], dict[str, int]]
+] = weakref.WeakKeyDictionary()
+
+
+def _newest_first(state: StripeState) -> tuple[list[Subscription], dict[str, int]]:
+    """Every subscription newest first and each one's index, kept until the table changes:
+    subscriptions are only added at its end (or removed), and `created` never changes, so
+    its size and last object tell whether the order still holds."""
+    table = state.books.subscriptions
+    last = table[next(reversed(table))] if table else None
+    cached = _ORDER.get(state)
+    if cached is None or cached[0] != len(table) or cached[1] is not last:
+        ordered = newest_first(list(table.values()))
+        cached = (len(table), last, ordered, {s.id: i for i, s in enumerate(ordered)})
+        _ORDER[state] = cached
+    return cached[2], cached[3]
 
 
 def _update_common(p: Params) -> tuple[str, int | None, str]:

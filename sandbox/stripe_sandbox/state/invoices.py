@@ -418,8 +418,7 @@ class Invoices(Customers):
                 )
             if inv.status != "draft":
                 raise bad_request(
-                    f"{param} can only be updated on draft invoices; this invoice is "
-                    f"{inv.status}.",
+                    f"{param} can only be updated on draft invoices; this invoice is {inv.status}.",
                     param=param,
                     code="invoice_not_editable",
                 )

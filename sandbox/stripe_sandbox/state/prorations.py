@@ -92,8 +92,7 @@ class Prorations(Invoices):
                     self._credit(s, si, price, si.quantity, amount, (at, end), at, debit)
                 )
             si.debits = tuple(
-                replace(d, covered_until=min(d.covered_until, max(d.start, at)))
-                for d in si.debits
+                replace(d, covered_until=min(d.covered_until, max(d.start, at))) for d in si.debits
             )
         else:
             kept: list[Debit] = []

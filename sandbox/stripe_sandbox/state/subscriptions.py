@@ -5,6 +5,7 @@ Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,55 @@ class Subscriptions(Prorations):
             after = self.subscription_json(s)
             self.emit("customer.subscription.updated", after, previous_attributes(before, after))
         return s
+
+    def seed_subscriptions(
+        self, price: Price, quantities: Sequence[int], *, billing_mode: str = "flexible"
+    ) -> list[Subscription]:
+        """Many active subscriptions at once, for scale tests and benchmarks: per quantity a
+        new customer and a subscription of one item of ``price``, its period starting now —
+        the objects :meth:`create_subscription` makes, without a first invoice, payment or
+        events (nothing is billed; a later prorated change credits nothing paid)."""
+        end = period_end(self.now, price.interval, price.interval_count, 0)
+        seeded = []
+        for quantity in quantities:
+            cid = self.new_id("cus")
+            self.books.customers[cid] = Customer(
+                id=cid,
+                created=self.now,
+                email=None,
+                name=None,
+                metadata={},
+                invoice_prefix=f"SBX{self.books.counters['cus']:05d}",
+                currency=price.currency,
+            )
+            s = Subscription(
+                id=self.new_id("sub"),
+                customer=cid,
+                created=self.now,
+                billing_cycle_anchor=self.now,
+                billing_mode=billing_mode,
+                billing_mode_updated_at=self.now if billing_mode == "flexible" else None,
+                currency=price.currency,
+                items=[],
+                metadata={},
+            )
+            si = SubscriptionItem(
+                id=self.new_id("si"),
+                subscription=s.id,
+                price=price.id,
+                quantity=quantity,
+                created=self.now,
+                period_start=self.now,
+                period_end=end,
+                metadata={},
+                billed_quantity=quantity,
+                billed_price=price.id,
+            )
+            s.items = [si.id]
+            self.books.items[si.id] = si
+            self.books.subscriptions[s.id] = s
+            seeded.append(s)
+        return seeded
 
     def update_subscription(
         self,
