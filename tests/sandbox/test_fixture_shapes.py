@@ -49,6 +49,8 @@ FIXTURE_ONLY: dict[str, set[str]] = {
 KINDS = [
     "customer",
     "customer_balance_transaction",
+    "cash_balance",
+    "customer_cash_balance_transaction",
     "product",
     "price",
     "subscription",
@@ -143,6 +145,13 @@ def objects() -> dict[str, Json]:
         currency="eur",
         description="goodwill",
     )
+    funded = call(
+        "POST",
+        f"/v1/test_helpers/customers/{customer['id']}/fund_cash_balance",
+        amount="5000",
+        currency="eur",
+        reference="Payment for Invoice SBX-1",
+    )
     invoice_items = call("GET", "/v1/invoiceitems", customer=customer["id"])["data"]
     payments = call("GET", "/v1/invoice_payments", invoice=invoice["id"])["data"]
     events = call("GET", "/v1/events", type="customer.subscription.updated")["data"]
@@ -150,6 +159,8 @@ def objects() -> dict[str, Json]:
     return {
         "customer": call("GET", f"/v1/customers/{customer['id']}"),
         "customer_balance_transaction": transaction,
+        "cash_balance": call("GET", f"/v1/customers/{customer['id']}/cash_balance"),
+        "customer_cash_balance_transaction": funded,
         "product": call("GET", f"/v1/products/{price['product']}"),
         "price": price,
         "subscription": call("GET", f"/v1/subscriptions/{subscription['id']}"),

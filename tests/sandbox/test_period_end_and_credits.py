@@ -56,6 +56,8 @@ def test_pending_prorations_are_collected_when_cancelled_at_period_end(
     client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     pending = [ii.amount for ii in _pending(client, sub.customer)]
     assert sorted(pending) == [-11000, 13200]
+    preview = client.v1.invoices.create_preview(params={"subscription": sub.id})
+    assert sorted(line.amount for line in preview.lines.data) == [-11000, 13200]  # no renewal
 
     double.advance_to(ts(2026, 2, 1))  # the period ends: canceled, final invoice drafted
     canceled = client.v1.subscriptions.retrieve(sub.id)
@@ -86,6 +88,9 @@ def test_cancel_at_period_end_without_pending_items_ends_without_an_invoice(
 ) -> None:
     sub = make_subscription(client, make_plan(client, unit_amount=1000), 3)
     client.v1.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
+    with pytest.raises(stripe.InvalidRequestError) as nothing:
+        client.v1.invoices.create_preview(params={"subscription": sub.id})
+    assert nothing.value.code == "invoice_upcoming_none"
     double.advance_to(ts(2026, 3, 1))
     canceled = client.v1.subscriptions.retrieve(sub.id)
     assert canceled.status == "canceled" and canceled.latest_invoice == sub.latest_invoice

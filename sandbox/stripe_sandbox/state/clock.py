@@ -8,6 +8,7 @@ it about an hour later.  :meth:`Clock.preview_renewal` renders the next one.
 from __future__ import annotations
 
 from stripe_sandbox.calendar_math import period_end
+from stripe_sandbox.errors import bad_request
 from stripe_sandbox.objects import Invoice, Subscription
 from stripe_sandbox.state.base import previous_attributes
 from stripe_sandbox.state.invoices import RENEWAL_FINALIZE_DELAY
@@ -138,11 +139,19 @@ class Clock(Subscriptions):
         )
         inv.created = end
         next_end = self._period_end(s, s.periods_elapsed + 1)
-        for si_id in s.items:
+        # Set to cancel at the period end, it renews no more: only the pending items
+        # (its final invoice, see _renew) remain.
+        for si_id in [] if s.cancel_at_period_end else s.items:
             self._add_recurring_line(
                 inv, s, self.books.items[si_id], end, next_end, line_prefix="il_tmp"
             )
         self._attach_pending(inv, s.customer, s.id, line_prefix="il_tmp", attach=False)
+        if not inv.lines:
+            raise bad_request(
+                "No upcoming invoices for a subscription set to cancel at the period end "
+                "with nothing pending.",
+                code="invoice_upcoming_none",
+            )
         self._preview_balance(inv)
         inv.next_payment_attempt = end + RENEWAL_FINALIZE_DELAY
         return inv
