@@ -264,7 +264,9 @@ class IdempotentRequest(Base):
     __table_args__ = (UniqueConstraint("api_key_id", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    # The key's id, without a foreign key: every keyed request would otherwise lock the one
+    # api_keys row FOR KEY SHARE (keys are only ever revoked, never deleted).
+    api_key_id: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
