@@ -2,6 +2,10 @@
 
 Ids: our own ids are prefixed strings (`ssub_...`); Stripe's ids live in columns named
 `stripe_*_id`, so a reader always knows whose id it is.
+
+Longer than our ~400-line guide on purpose: one declarative module holds one metadata, which
+the migrations test compares with the Alembic history table by table; it is declarations
+only, no behaviour.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Billing-ops endpoints for payments and credit (API.md, BILLING_RULES 6): out-of-band
 payments, a customer's credit and its history, bank-account confirmations, refunds of
 remaining credit, and extended payment terms. Reading needs `billing:read`, changing
-`ops:write`; every change records who made it (the API key's name)."""
+`ops:write`; every change records who made it (the API key's name).
+
+Over ~400 lines because of its six request/response models and their OpenAPI
+descriptions; the behaviour lives in connector.services.payments and refunds."""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@
    finalization — each with an idempotency key derived from the row, each id recorded as
    soon as Stripe answers, and on a retry Stripe's invoice is read first, so a crash
    anywhere never invoices twice.
+
+Over ~400 lines: both steps and their crash-safe Stripe sequence are one use case, kept
+together so its exactly-once reasoning can be checked in one read.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Part of ``stripe_sandbox``, a test and demo tool: never used with real money.
 Covers manual invoices, the invoice that ``always_invoice`` would create now
 (:meth:`Invoices.preview_pending`), payment attempts (armed failures decline
 them), out-of-band and partial or overpaying payments, and voiding.
+
+Over ~400 lines: an invoice's whole life (draft, items, finalization, payment, void,
+delete) is one state machine and reads best in one place.
 """
 
 from __future__ import annotations
