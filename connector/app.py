@@ -75,7 +75,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # No API body comes near this; a larger one is refused (413) before it is read.
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, threads=settings.sync.concurrency)
     port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
     sessions = make_session_factory(engine)
     jobs = Jobs.build(sessions, port, clock, settings.sync)

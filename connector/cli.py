@@ -140,7 +140,8 @@ def _jobs(settings: Settings) -> Jobs:
     from connector.app import utc_now, wire_notices, wire_webhooks
     from sync.worker import Jobs
 
-    sessions = make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url, threads=settings.sync.concurrency)
+    sessions = make_session_factory(engine)
     port = StripeClientPort(make_stripe_client(settings.stripe))
     jobs = Jobs.build(sessions, port, utc_now, settings.sync)
     wire_webhooks(jobs)  # the worker also runs the handlers of stored Stripe events

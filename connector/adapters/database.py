@@ -29,11 +29,15 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
+    """`threads`: how many threads of this process may each hold a connection at once (the
+    sync's `concurrency`), so the pool never makes them queue."""
     url = normalise_url(url)
+    database = make_url(url).database
+    if threads and database not in (None, "", ":memory:"):
+        kwargs.setdefault("max_overflow", 10 + threads)
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True, **kwargs)
-    database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
