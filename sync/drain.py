@@ -98,7 +98,18 @@ class OutboxDrain:
                 OutboxRecord.status == OutboxStatus.PENDING, OutboxRecord.next_attempt_at <= now
             )
             invoicing = select(Subscription.id).where(Subscription.invoice_pending_items_at <= now)
-            ids = session.scalars(from_outbox.union(invoicing)).all()
+            # A renewal adopted elsewhere (the renewals job, a webhook, the reconcile) whose
+            # paid mark the drain has not started yet: its correction may be owed (a charge
+            # Stripe refused last period leaves the renewal a seat short).
+            renewed = (
+                select(SeatType.subscription_id)
+                .join(Subscription, Subscription.id == SeatType.subscription_id)
+                .where(
+                    SeatType.paid_period_start < Subscription.current_period_start,
+                    Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
+                )
+            )
+            ids = session.scalars(from_outbox.union(invoicing, renewed)).all()
         return sorted(set(ids))[: self.ctx.settings.subscriptions_per_drain]
 
     def drain(self) -> DrainReport:

@@ -19,22 +19,27 @@ from hypothesis import HealthCheck, settings
 from tests.helpers import Database
 from tests.model.harness import WorldFactory
 
-_COMMON = {
-    "deadline": None,
-    "database": None,  # nothing written under the work tree
-    "print_blob": True,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
-}
 settings.register_profile(
-    "ci", max_examples=25, stateful_step_count=15, derandomize=True, **_COMMON
+    "model-base",
+    deadline=None,
+    database=None,  # nothing written under the work tree
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+_BASE = settings.get_profile("model-base")
+settings.register_profile("ci", _BASE, max_examples=25, stateful_step_count=15, derandomize=True)
 settings.register_profile(
-    "long", max_examples=5000, stateful_step_count=30, derandomize=False, **_COMMON
+    "long", _BASE, max_examples=5000, stateful_step_count=30, derandomize=False
 )
 
 
 def model_settings() -> settings:
-    return settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+    """The profile named by HYPOTHESIS_PROFILE (default "ci"); MODEL_MAX_EXAMPLES overrides
+    its number of examples (to run the hunt in batches)."""
+    chosen = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+    if os.environ.get("MODEL_MAX_EXAMPLES"):
+        chosen = settings(chosen, max_examples=int(os.environ["MODEL_MAX_EXAMPLES"]))
+    return chosen
 
 
 @pytest.fixture

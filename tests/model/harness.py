@@ -18,7 +18,8 @@ from typing import Any
 import responses
 import stripe
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
 
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.models import Base
@@ -54,6 +55,21 @@ class Line:
     where: str  # "first", "renewal", "immediate" (update/manual invoice) or "pending"
 
 
+def _no_fsync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
+def _without_commit_flush(url: str) -> str:
+    """PostgreSQL: commit without waiting for the WAL flush (durability is not under test)."""
+    parsed = make_url(url)
+    options = parsed.query.get("options", "")
+    assert isinstance(options, str)
+    options = f"{options} -csynchronous_commit=off".strip()
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
 class World:
     """One example's connector, database and Stripe."""
 
@@ -61,6 +77,8 @@ class World:
         self.database = database
         self._cleanup = cleanup
         self.engine: Engine = make_engine(url)
+        if database.backend == "sqlite":  # durability is not under test: skip the fsyncs
+            event.listen(self.engine, "connect", _no_fsync)
         self.double = StripeDouble(now=start)
         self.rsps = responses.RequestsMock(assert_all_requests_are_fired=False)
         self.rsps.start()
@@ -121,11 +139,12 @@ class World:
         path: str,
         body: dict[str, Any] | None = None,
         *,
-        key: bool = False,
+        key: bool | str = False,
     ) -> tuple[int, dict[str, Any]]:
+        """One request; `key`: an Idempotency-Key (True: a fresh one)."""
         headers = dict(self.auth)
         if key:
-            headers["Idempotency-Key"] = f"model-{uuid.uuid4()}"
+            headers["Idempotency-Key"] = key if isinstance(key, str) else f"model-{uuid.uuid4()}"
         response = self.client.open(path, method=method, json=body, headers=headers)
         payload: dict[str, Any] = response.get_json(silent=True) or {}
         return response.status_code, payload
@@ -189,8 +208,9 @@ class WorldFactory:
             shutil.copy(self.template, path)
             return World(self.database, f"sqlite:///{path}", start, lambda: path.unlink())
         engine = self.database.engine()
-        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
-        with engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        with engine.begin() as connection:  # DELETE: far quicker than TRUNCATE on small tables
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
         engine.dispose()
-        return World(self.database, self.database.url, start, lambda: None)
+        url = _without_commit_flush(self.database.url)
+        return World(self.database, url, start, lambda: None)

@@ -7,14 +7,16 @@ licences, holders, peak and billed quantity are, and what is owed per period:
 
 - the renewal (or first) invoice bills `max(floor, licences at renewal) * unit` (rule 3);
 - each rise of `billed = max(floor, peak)` by `d` at time `t` costs
-  `unit * d * (end - t0) / (end - start)` with `t0` = the start of `t`'s UTC day, never
-  before the period start (rule 4). Stripe computes it as two proration lines, a credit
+  `unit * d * (end - t0) / (end - start)` with `t0` = the start of `t`'s day in the
+  contract's billing time zone (or `t` itself under per-second proration), never before
+  the period start (rule 4). Stripe computes it as two proration lines, a credit
   for the `before` seats and a charge for the `after` seats, each rounded to the minor
   unit on its own (STRIPE_NOTES, Prorations; worked example 2). `stripe_amount` is that
   figure; `exact` the exact fraction. A caller comparing with Stripe may allow
   `ROUNDING_PER_CHARGE` minor unit per charge (the one unit the rules allow per line);
-- a rise more than 30 days before the period end is invoiced now, otherwise it goes on
-  the next invoice (exactly 30 days defers); the decision uses `t`, not `t0`;
+- a rise more than 30 days (the contract's threshold) before the period end is invoiced
+  now, otherwise it goes on the next invoice (exactly 30 days defers); the decision uses
+  `t`, not `t0`;
 - decreases never credit and never lower `billed` mid-period; re-adding up to the peak
   is free; at renewal `billed = max(floor, licences at renewal)` and the peak restarts.
 
@@ -25,7 +27,12 @@ Where the rules leave a reading open, the model takes one and says so:
 - under `auto`, licences not occupied at renewal lapse: `licences at renewal` = holders
   occupying a licence;
 - periods follow Stripe's anchor rule: the n-th period ends n intervals after the anchor,
-  the day clamped to the month's length.
+  the day clamped to the month's length;
+- registering a contract: what Stripe has billed the period counts as paid (the peak
+  starts there, so re-adding up to it is free); an `auto` seat type starts with no
+  licences: they follow the holders assigned next (the caller builds `SeatTypeModel`
+  so); explicit `buy`/`release` on an `auto` seat type are not modelled (the rules say
+  nothing of them).
 
 A charge the harness tells the model Stripe refused (`refuse`) is owed but not invoiced:
 it must show as a dead letter with its amount; later charges of the same seat type in
@@ -40,9 +47,10 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 DAY = 86_400
-INVOICE_NOW_THRESHOLD = 30 * DAY  # rule 4: the 30-day rule (a per-contract setting)
+INVOICE_NOW_THRESHOLD_DAYS = 30  # rule 4: the 30-day rule (a per-contract setting)
 ROUNDING_PER_CHARGE = 1  # Stripe rounds each proration line on its own: +-1 per charge
 
 # Charge states.
@@ -93,8 +101,24 @@ def round_minor(value: Fraction) -> int:
     return sign * whole
 
 
-def day_start(t: int) -> int:
-    return t - t % DAY
+def day_start(t: int, timezone: str = "UTC") -> int:
+    """The start of `t`'s day in `timezone`."""
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(t, zone)
+    return int(datetime(local.year, local.month, local.day, tzinfo=zone).timestamp())
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A contract's charging terms (rule 4)."""
+
+    threshold_days: int = INVOICE_NOW_THRESHOLD_DAYS
+    granularity: str = "day"  # or "second"
+    timezone: str = "UTC"
+
+    def proration_date(self, t: int, period_start: int) -> int:
+        t0 = t if self.granularity == "second" else day_start(t, self.timezone)
+        return max(period_start, t0)
 
 
 @dataclass
@@ -109,6 +133,7 @@ class Charge:
     billed_before: int
     billed_after: int
     unit: int
+    threshold_days: int = INVOICE_NOW_THRESHOLD_DAYS
     status: str = BILLED
 
     @property
@@ -127,7 +152,7 @@ class Charge:
 
     @property
     def timing(self) -> str:
-        return NOW if self.period_end - self.at > INVOICE_NOW_THRESHOLD else NEXT
+        return NOW if self.period_end - self.at > self.threshold_days * DAY else NEXT
 
     @property
     def from_period_start(self) -> bool:
@@ -203,9 +228,15 @@ class SubscriptionModel:
     """One subscription: its seat types, its periods, and every charge it owes."""
 
     def __init__(
-        self, anchor: int, interval: str, seat_types: list[SeatTypeModel], now: int
+        self,
+        anchor: int,
+        interval: str,
+        seat_types: list[SeatTypeModel],
+        now: int,
+        terms: Terms | None = None,
     ) -> None:
         self.anchor, self.interval, self.now = anchor, interval, now
+        self.terms = terms or Terms()
         self.seats = {s.name: s for s in seat_types}
         self.index = 0
         start, end = period_bounds(anchor, interval, 0)
@@ -258,12 +289,13 @@ class SubscriptionModel:
             charge = Charge(
                 seat_type=name,
                 at=self.now,
-                t0=max(period.start, day_start(self.now)),
+                t0=self.terms.proration_date(self.now, period.start),
                 period_start=period.start,
                 period_end=period.end,
                 billed_before=before,
                 billed_after=after,
                 unit=seat.unit,
+                threshold_days=self.terms.threshold_days,
                 status=HELD if self.blocked(name) else BILLED,
             )
             self.charges.append(charge)

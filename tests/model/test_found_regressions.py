@@ -1,0 +1,80 @@
+"""Connector bugs the billing model found, each as explicit steps of the model's machine.
+
+Each is `xfail(strict=True)` until the lead fixes it (then the xfail goes: strict makes a
+fixed bug fail CI until its marker is removed). The steps are the shrunk reproduction the
+model printed, written out; after each step the model's invariants are checked, so the
+failure says which rule is broken and by how much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.model.harness import WorldFactory
+from tests.model.reference import DEAD
+from tests.model.test_billing_model import JAN_1_2026, BillingMachine, Config, SeatConfig
+
+
+@contextmanager
+def machine(worlds: WorldFactory, config: Config) -> Iterator[BillingMachine]:
+    m = type("BillingModel", (BillingMachine,), {"worlds": worlds})()
+    try:
+        m.register(config)
+        m.the_rules_hold()
+        yield m
+    finally:
+        m.teardown()
+
+
+def users(mode: str, *, licences: int = 10, floor: int = 0, unit: int = 36500) -> Config:
+    """One `manual` seat type on a yearly price from 2026-01-01 (365 days: 100 a seat a day
+    at 365.00)."""
+    return Config(mode, "year", JAN_1_2026, (SeatConfig("users", "manual", floor, licences, unit),))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="found by the model: in flexible billing mode a written-off charge is billed "
+    "again by the next prorated increase (Stripe credits what the period was billed for)",
+)
+def test_flexible_mode_a_written_off_seat_is_charged_by_the_next_purchase(
+    worlds: WorldFactory,
+) -> None:
+    """10 paid. 2026-03-15: buy 1, Stripe refuses the charge (400); ops write it off: the
+    seat counts as paid and the connector moves Stripe's quantity to 11 without proration.
+    2026-04-14: buy 1 more. The rules: charge one seat from 04-14, 262 days: 26,200.
+    Stripe invoices 52,400: flexible mode credits the 10 seats the period was billed for
+    and charges 12, so the written-off seat is charged after all (classic mode, which
+    credits the current 11, is right)."""
+    with machine(worlds, users("flexible")) as m:
+        m.do_move_clock("days", 73)  # 2026-03-15
+        m.do_buy("users", 1, "400")
+        m.the_rules_hold()
+        [refused] = [c for c in m.m.charges if c.status == DEAD]
+        m.do_write_off(refused)
+        m.the_rules_hold()
+        m.do_move_clock("days", 30)  # 2026-04-14
+        m.do_buy("users", 1)
+        m.the_rules_hold()  # now: Stripe holds 52400, the rules say 26200
+
+
+@pytest.mark.parametrize("mode", ["flexible", "classic"])
+def test_a_renewal_after_a_refused_charge_bills_max_floor_licences(
+    worlds: WorldFactory, mode: str
+) -> None:
+    """10 paid. 2026-03-15: buy 1; Stripe refuses the charge (400): a dead letter of 29,200
+    for 2026, visible to ops, who do nothing yet. 2027-01-01: Stripe renews at 10. The rules
+    (3): the new period starts at max(floor, licences at renewal) = 11, and the renewal must
+    bill 11 seats (401,500), whatever happens to 2026's refused charge. The connector leaves
+    Stripe at 10 for all of 2027 (365,000 billed; plan view: in_sync false, nothing
+    pending): the 11th seat is never charged for the new period."""
+    with machine(worlds, users(mode)) as m:
+        m.do_move_clock("days", 73)  # 2026-03-15
+        m.do_buy("users", 1, "400")
+        m.the_rules_hold()
+        m.do_move_clock("hours_after_end", 2)  # 2027-01-01 02:00
+        m.the_rules_hold()  # period 2027: Stripe holds 365000, the rules say 401500
