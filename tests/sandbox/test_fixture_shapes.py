@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import pytest
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import ts
+from tests.sandbox.helpers import ts
 
 Json = dict[str, Any]
 

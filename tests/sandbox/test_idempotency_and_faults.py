@@ -9,7 +9,7 @@ import stripe
 
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.responses_adapter import install
-from tests.sandbox.conftest import API_BASE, make_plan, make_subscription, ts
+from tests.sandbox.helpers import API_BASE, make_plan, make_subscription, ts
 
 AUTH = {"Authorization": "Bearer sk_test_123"}
 

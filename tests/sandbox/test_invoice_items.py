@@ -8,7 +8,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 
 def test_item_on_an_explicit_draft_invoice_is_its_line_and_is_charged_at_finalization(

@@ -8,7 +8,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 
 def test_create_preview_changes_nothing(client: stripe.StripeClient, double: StripeDouble) -> None:

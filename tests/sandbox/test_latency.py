@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.server import create_sandbox_app
-from tests.sandbox.conftest import ts
+from tests.sandbox.helpers import ts
 
 AUTH = {"Authorization": "Bearer sk_test_123"}
 

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 
 def _open_invoice(client: stripe.StripeClient, double: StripeDouble) -> stripe.Invoice:

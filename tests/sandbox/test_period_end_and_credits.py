@@ -13,7 +13,7 @@ import stripe
 
 from stripe_sandbox.calendar_math import round_half_away
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 YEAR = (ts(2026, 1, 1), ts(2027, 1, 1))
 

@@ -8,7 +8,7 @@ import stripe
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.routes.registry import newest_first, paginate
 from stripe_sandbox.routes.subscriptions import list_subscriptions
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 
 def test_seeded_subscriptions_are_listed_like_created_ones(

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from stripe_sandbox.double import StripeDouble
 from stripe_sandbox.server import create_sandbox_app, serve
-from tests.sandbox.conftest import ts
+from tests.sandbox.helpers import ts
 
 AUTH = {"Authorization": "Bearer sk_test_123"}
 

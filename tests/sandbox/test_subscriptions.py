@@ -6,7 +6,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, make_subscription, ts
+from tests.sandbox.helpers import make_plan, make_subscription, ts
 
 
 def test_create_and_retrieve_shapes(client: stripe.StripeClient, double: StripeDouble) -> None:

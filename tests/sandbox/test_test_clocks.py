@@ -8,7 +8,7 @@ import pytest
 import stripe
 
 from stripe_sandbox.double import StripeDouble
-from tests.sandbox.conftest import make_plan, ts
+from tests.sandbox.helpers import make_plan, ts
 
 
 def clock(client: stripe.StripeClient, frozen_time: int, name: str = "run") -> Any:
