@@ -107,6 +107,9 @@ def _note_drift(
     found[DriftKey(subscription_id, seat_type, field)] = Seen(str(expected), str(actual))
 
 
+PAGE = 100  # Stripe's list page
+
+
 def reconcile(
     sessions: SessionFactory,
     port: StripePort,
@@ -155,9 +158,6 @@ def reconcile(
     return report
 
 
-PAGE = 100  # Stripe's list page
-
-
 @dataclass
 class _PageOfOurs:
     """Our rows for one page of Stripe subscriptions, read in four queries, to tell which of
@@ -179,6 +179,8 @@ class _PageOfOurs:
             )
         }
         seat_types: dict[str, list[SeatType]] = {s.id: [] for s in subscriptions.values()}
+        if not subscriptions:  # none of this page is ours
+            return cls({}, {}, {}, set())
         for seat_type in session.scalars(
             select(SeatType)
             .where(SeatType.subscription_id.in_(list(seat_types)))
