@@ -64,8 +64,9 @@ def _fresh_sqlite(database_url: str) -> None:
             Path(url.database + suffix).unlink(missing_ok=True)
 
 
-def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str]:
-    """A customer on a yearly 120.00-per-user price, 8 users."""
+def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str, str]:
+    """A customer on a yearly 120.00-per-user price, 8 users, and a yearly 60.00-per-agent
+    price, 3 agents (a true-up contract); returns the subscription and the two prices."""
     customer = client.v1.customers.create({"name": "Acme GmbH", "email": "billing@acme.test"})
     price = client.v1.prices.create(
         {
@@ -75,10 +76,21 @@ def _demo_subscription(client: stripe.StripeClient) -> tuple[str, str]:
             "product_data": {"name": "User licence"},
         }
     )
-    subscription = client.v1.subscriptions.create(
-        {"customer": customer.id, "items": [{"price": price.id, "quantity": 8}]}
+    agents = client.v1.prices.create(
+        {
+            "currency": "eur",
+            "unit_amount": 6000,
+            "recurring": {"interval": "year"},
+            "product_data": {"name": "Support agent licence"},
+        }
     )
-    return subscription.id, price.id
+    subscription = client.v1.subscriptions.create(
+        {
+            "customer": customer.id,
+            "items": [{"price": price.id, "quantity": 8}, {"price": agents.id, "quantity": 3}],
+        }
+    )
+    return subscription.id, price.id, agents.id
 
 
 def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
@@ -109,7 +121,9 @@ def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
     with make_session_factory(engine).begin() as session:
         key = create_key(session, "demo", list(Scope), datetime.now(UTC))
 
-    stripe_subscription_id, price_id = _demo_subscription(make_stripe_client(settings.stripe))
+    stripe_subscription_id, price_id, agents_price_id = _demo_subscription(
+        make_stripe_client(settings.stripe)
+    )
     app = create_app(settings, engine=engine)
     registered = app.test_client().post(
         "/v1/subscriptions",
@@ -124,7 +138,9 @@ def run_demo(port: int, sandbox_port: int, database_url: str) -> None:
                     # billed by team membership (seed 004): archiving a team stops billing
                     # its members who are in no other active team, from the renewal
                     "membership_required": True,
-                }
+                },
+                # over-allocation allowed, settled at the true-up (seed 002)
+                {"name": "agents", "stripe_price_id": agents_price_id, "policy": "true_up"},
             ],
         },
         headers={"Authorization": f"Bearer {key.secret}"},
@@ -145,7 +161,8 @@ seatsync demo — connector and a FAKE local Stripe (no account, no real money)
   database         {database_url} (recreated each run)
 
   API key (all scopes):  {key.secret}
-  demo subscription:     {subscription_id}  (Stripe {stripe_subscription_id}, 8 users, floor 5)
+  demo subscription:     {subscription_id}  (Stripe {stripe_subscription_id}: 8 users, floor 5;
+                         3 agents under a true-up)
 
 Try:
   export KEY={key.secret} SUB={subscription_id}
