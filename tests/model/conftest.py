@@ -3,7 +3,7 @@
 Profiles (pick with HYPOTHESIS_PROFILE; default "ci"):
 - `ci`: 25 examples of at most 15 steps, derandomized (the same examples on every run, so
   CI is reproducible), no deadline: well under 90 s on SQLite and PostgreSQL together.
-- `long`: the hunt — thousands of random examples of up to 30 steps, e.g.
+- `long`: the hunt — thousands of random examples of up to 50 steps, e.g.
   `HYPOTHESIS_PROFILE=long .venv/bin/python -m pytest -q tests/model -k sqlite -x`.
   A failure prints the shrunk steps and a `@reproduce_failure` blob.
 """
@@ -29,7 +29,7 @@ settings.register_profile(
 _BASE = settings.get_profile("model-base")
 settings.register_profile("ci", _BASE, max_examples=25, stateful_step_count=15, derandomize=True)
 settings.register_profile(
-    "long", _BASE, max_examples=5000, stateful_step_count=30, derandomize=False
+    "long", _BASE, max_examples=5000, stateful_step_count=50, derandomize=False
 )
 
 

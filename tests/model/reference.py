@@ -270,6 +270,20 @@ class SubscriptionModel:
         self.now = now
         return ended
 
+    @property
+    def next_period_end(self) -> int:
+        return period_bounds(self.anchor, self.interval, self.index + 1)[1]
+
+    def advance_preview(self, now: int) -> list[int]:
+        """The period ends moving the clock to `now` would pass (changes nothing)."""
+        ends, index = [], self.index
+        end = self.period.end
+        while now >= end:
+            ends.append(end)
+            index += 1
+            end = period_bounds(self.anchor, self.interval, index)[1]
+        return ends
+
     # --- seat changes (rule 2) --------------------------------------------------------
 
     def _change(self, name: str, mutate: object) -> Outcome:

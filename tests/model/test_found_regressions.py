@@ -69,12 +69,40 @@ def test_a_renewal_after_a_refused_charge_bills_max_floor_licences(
     """10 paid. 2026-03-15: buy 1; Stripe refuses the charge (400): a dead letter of 29,200
     for 2026, visible to ops, who do nothing yet. 2027-01-01: Stripe renews at 10. The rules
     (3): the new period starts at max(floor, licences at renewal) = 11, and the renewal must
-    bill 11 seats (401,500), whatever happens to 2026's refused charge. The connector leaves
-    Stripe at 10 for all of 2027 (365,000 billed; plan view: in_sync false, nothing
-    pending): the 11th seat is never charged for the new period."""
+    bill 11 seats (401,500), whatever happens to 2026's refused charge. Before its fix the
+    connector left Stripe at 10 for all of 2027 (365,000 billed; plan view: in_sync false,
+    nothing pending): the 11th seat was never charged for the new period."""
     with machine(worlds, users(mode)) as m:
         m.do_move_clock("days", 73)  # 2026-03-15
         m.do_buy("users", 1, "400")
         m.the_rules_hold()
         m.do_move_clock("hours_after_end", 2)  # 2027-01-01 02:00
         m.the_rules_hold()  # period 2027: Stripe holds 365000, the rules say 401500
+
+
+@pytest.mark.parametrize("change", ["release", "buy"])
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="found by the model: a change still on its way over two renewals is corrected in "
+    "the latest period only; the period between keeps Stripe's stale renewal",
+)
+def test_changes_pending_over_two_renewals_correct_every_period(
+    worlds: WorldFactory, change: str
+) -> None:
+    """Monthly price 10.00, 10 licences, from 2026-01-01. 2026-01-21: release 2 (or buy 2);
+    the worker is down until 2026-03-01 02:00, after two renewals. Stripe renewed
+    February at the stale 10 seats. The rules: February bills max(floor, licences) = 8
+    (or 12) seats, 8,000 (12,000). The connector corrects March only: February keeps
+    10,000, a customer who released seats is overcharged 2,000 (one who bought is
+    undercharged). One renewal in between is corrected right."""
+    config = Config("classic", "month", JAN_1_2026, (SeatConfig("users", "manual", 0, 10, 1000),))
+    with machine(worlds, config) as m:
+        m.do_move_clock("days", 20)  # 2026-01-21
+        if change == "release":
+            m.do_release("users", 2, "worker_down")
+        else:
+            m.do_buy("users", 2, "worker_down")
+        m.do_move_clock("hours_after_end", 2, worker_down=True)  # 2026-02-01 02:00
+        m.do_move_clock("hours_after_end", 2)  # 2026-03-01 02:00: the worker is back
+        m.the_rules_hold()  # February: Stripe holds 10000, the rules say 8000 (12000)
