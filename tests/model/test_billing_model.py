@@ -515,12 +515,12 @@ class BillingMachine(RuleBasedStateMachine):
         }[kind]
         target = max(target, now + 60)
         if steer:  # the machine steers around the bugs it knows: see KNOWN_BUGS
-            limit = self.known_bugs_clock_limit()
+            limit = self.known_bugs_clock_limit(worker_down)
             if limit is not None and target >= limit:
                 if limit - HOUR <= now:
                     return
                 target = limit - HOUR
-        crossed = len(self.m.advance_preview(target)) if self.unsynced else 0
+        crossed = len(self.m.advance_preview(target)) if self.unsynced or worker_down else 0
         self.advance_to(target)
         self.renewals_while_unsynced += crossed
         if worker_down:
@@ -528,9 +528,9 @@ class BillingMachine(RuleBasedStateMachine):
         else:
             self.settle()
 
-    def known_bugs_clock_limit(self) -> int | None:
+    def known_bugs_clock_limit(self, worker_down: bool) -> int | None:
         """The first time the clock must not reach while a known bug would be hit."""
-        if CHANGES_PENDING_OVER_TWO_RENEWALS in KNOWN_BUGS and self.unsynced:
+        if CHANGES_PENDING_OVER_TWO_RENEWALS in KNOWN_BUGS and (self.unsynced or worker_down):
             if self.renewals_while_unsynced:
                 return self.m.period.end
             return self.m.next_period_end
@@ -570,13 +570,18 @@ class BillingMachine(RuleBasedStateMachine):
         ]
 
     def dead_record_of(self, charge: Charge) -> dict[str, Any]:
+        """The dead letter of a refused charge: same seat type and change time, the amount
+        nearest the charge's (several changes may share a second), the oldest first."""
         names = self.seat_type_names
-        found = [
-            r
-            for r in self.dead_records()
-            if names[r["seat_type_id"]] == charge.seat_type
-            and timestamp(r["changed_at"]) == charge.at
-        ]
+        found = sorted(
+            (
+                r
+                for r in self.dead_records()
+                if names[r["seat_type_id"]] == charge.seat_type
+                and timestamp(r["changed_at"]) == charge.at
+            ),
+            key=lambda r: (abs(r["charge_amount"] - charge.stripe_amount), r["id"]),
+        )
         assert found, f"no dead letter for the refused {charge}"
         return found[0]
 
