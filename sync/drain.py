@@ -175,20 +175,25 @@ class OutboxDrain:
         finally:
             leases.release(ctx.sessions, lease, token)
 
+    def _read_stripe(self, run: Run) -> StripeSubscription | None:
+        """Stripe's subscription as it is now; None when the read failed (the pending
+        records are retried or dead-lettered as the error says)."""
+        ctx = self.ctx
+        try:
+            return ctx.call(lambda: ctx.port.retrieve_subscription(run.stripe_subscription_id))
+        except StripeCallFailed as failure:
+            pending = outbox.pending_ids(ctx, run.subscription_id)
+            outbox.settle_failure(ctx, pending, failure, run.report)
+            return None
+
     def _sync(self, run: Run) -> None:
         ctx = self.ctx
         with ctx.sessions() as session:
             subscription = session.get_one(Subscription, run.subscription_id)
             customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
             invoice_due = subscription.invoice_pending_items_at
-        try:
-            stripe_sub = ctx.call(
-                lambda: ctx.port.retrieve_subscription(run.stripe_subscription_id)
-            )
-        except StripeCallFailed as failure:
-            outbox.settle_failure(
-                ctx, outbox.pending_ids(ctx, run.subscription_id), failure, run.report
-            )
+        stripe_sub = self._read_stripe(run)
+        if stripe_sub is None:
             return
         if stripe_sub.status in ENDED_SUBSCRIPTION_STATUSES:
             renewals.ended_in_stripe(ctx, run, stripe_sub)
@@ -211,14 +216,10 @@ class OutboxDrain:
         if unanswered:
             # Settling may have sent a write again: plan from what Stripe holds now, never
             # from the quantity read before it (a stale read skips classic mode's restore).
-            try:
-                stripe_sub = ctx.call(
-                    lambda: ctx.port.retrieve_subscription(run.stripe_subscription_id)
-                )
-            except StripeCallFailed as failure:
-                pending = outbox.pending_ids(ctx, run.subscription_id)
-                outbox.settle_failure(ctx, pending, failure, run.report)
+            reread = self._read_stripe(run)
+            if reread is None:
                 return
+            stripe_sub = reread
         renewals.adopt_renewal(ctx, run, stripe_sub)
 
         by_seat_type: dict[int, list[OutboxRecord]] = defaultdict(list)

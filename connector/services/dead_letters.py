@@ -42,11 +42,8 @@ def _dead_record(session: Session, outbox_id: int) -> tuple[OutboxRecord, SeatTy
     return record, seat_type
 
 
-def retry(session: Session, ctx: ChangeContext, outbox_id: int) -> OutboxRecord:
-    """Send a dead-lettered change again, now, with the changes it held back."""
-    record, _ = _dead_record(session, outbox_id)
-    record.status, record.attempts, record.next_attempt_at = OutboxStatus.PENDING, 0, ctx.now
-    record.last_error = f"retried by {ctx.actor} after: {record.last_error}"
+def _wake_held(session: Session, record: OutboxRecord, ctx: ChangeContext) -> None:
+    """The changes of the seat type that waited behind the dead charge go now."""
     for held in session.scalars(
         select(OutboxRecord).where(
             OutboxRecord.seat_type_id == record.seat_type_id,
@@ -54,6 +51,14 @@ def retry(session: Session, ctx: ChangeContext, outbox_id: int) -> OutboxRecord:
         )
     ):
         held.next_attempt_at = ctx.now
+
+
+def retry(session: Session, ctx: ChangeContext, outbox_id: int) -> OutboxRecord:
+    """Send a dead-lettered change again, now, with the changes it held back."""
+    record, _ = _dead_record(session, outbox_id)
+    record.status, record.attempts, record.next_attempt_at = OutboxStatus.PENDING, 0, ctx.now
+    record.last_error = f"retried by {ctx.actor} after: {record.last_error}"
+    _wake_held(session, record, ctx)
     return record
 
 
@@ -88,11 +93,5 @@ def write_off(session: Session, ctx: ChangeContext, outbox_id: int, reason: str)
         # Stripe's quantity may now rise to what the licences say, without proration.
         ledger.StripeWork(period_of(subscription), charge_amount=0),
     )
-    for held in session.scalars(
-        select(OutboxRecord).where(
-            OutboxRecord.seat_type_id == record.seat_type_id,
-            OutboxRecord.status == OutboxStatus.PENDING,
-        )
-    ):
-        held.next_attempt_at = ctx.now
+    _wake_held(session, record, ctx)
     return record
