@@ -199,15 +199,18 @@ def _settle_ended_period(
     paid = seat_type.paid_quantity  # the ended period's
     for record in records:
         if record.billed_after > paid and record.proration_date is not None:
+            # Seats below `billed_before` are another record's to bill: a charge Stripe
+            # refused is a dead letter of its own, so this one never names them again.
+            owed_from = max(paid, record.billed_before)
             period = Period(record.period_start, record.period_end)
             amount = prorated_charge(
-                seat_type.unit_amount, paid, record.billed_after, record.proration_date, period
+                seat_type.unit_amount, owed_from, record.billed_after, record.proration_date, period
             )
-            record.status = OutboxStatus.DEAD
+            record.status, record.charge_amount = OutboxStatus.DEAD, amount
             record.attempts += 1
             record.last_error = (
                 f"the period ended before this charge reached Stripe: invoice {amount} "
-                f"{currency} by hand ({record.billed_after - paid} seat(s) from "
+                f"{currency} by hand ({record.billed_after - owed_from} seat(s) from "
                 f"{record.proration_date.date()} to {record.period_end.date()})"
             )
             log.error("outbox record %s: %s", record.id, record.last_error)

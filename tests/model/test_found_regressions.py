@@ -112,12 +112,6 @@ def test_changes_pending_over_two_renewals_correct_every_period(
         m.the_rules_hold()  # February: Stripe holds 10000, the rules say 8000 (12000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found by the model: a change held behind a refused charge, dead-lettered when its "
-    "period ended, tells ops to invoice by hand the refused charge's seats as well",
-)
 def test_a_dead_letter_asks_ops_to_invoice_its_own_amount(worlds: WorldFactory) -> None:
     """Monthly price 365.00 from 2026-01-01 00:52:40, no licences. At once: buy 3, Stripe
     refuses the charge (dead letter 1: 109,500); buy 1 (held behind it). The period ends
