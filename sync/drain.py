@@ -32,7 +32,7 @@ from connector.adapters.repository import target_quantity
 from connector.adapters.stripe_port import StripePort, StripeSubscription
 from connector.config import SyncSettings
 from connector.domain.proration import ProrationBehavior
-from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxStatus
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxKind, OutboxStatus
 from connector.domain.sync_plan import (
     PendingChange,
     plan_updates,
@@ -191,7 +191,7 @@ class OutboxDrain:
         with ctx.sessions() as session:
             subscription = session.get_one(Subscription, run.subscription_id)
             customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
-            invoice_due = subscription.invoice_pending_items_at
+            invoice_due, currency = subscription.invoice_pending_items_at, subscription.currency
         stripe_sub = self._read_stripe(run)
         if stripe_sub is None:
             return
@@ -222,10 +222,18 @@ class OutboxDrain:
             stripe_sub = reread
         renewals.adopt_renewal(ctx, run, stripe_sub)
 
+        now = ctx.clock()
         by_seat_type: dict[int, list[OutboxRecord]] = defaultdict(list)
         for record in outbox.pending(ctx, run.subscription_id):
-            by_seat_type[record.seat_type_id].append(record)
-        now = ctx.clock()
+            if record.kind != OutboxKind.ENDED_PERIOD_CORRECTION:
+                by_seat_type[record.seat_type_id].append(record)
+            elif record.next_attempt_at <= now:  # no quantity: an invoice of its own
+                try:
+                    stripe_calls.send_ended_period_correction(
+                        ctx, run, record, customer_id, currency
+                    )
+                except StripeCallFailed as failure:
+                    outbox.settle_failure(ctx, [record.id], failure, run.report)
         for seat_type_id, records in by_seat_type.items():
             # A change waiting out a backoff holds back those after it: never plan past it.
             if all(r.next_attempt_at <= now for r in records):

@@ -27,7 +27,14 @@ from connector.adapters.repository import (
     target_quantity,
 )
 from connector.adapters.stripe_port import StripeItem, StripePort, StripeSubscription
-from connector.domain.proration import Period, ProrationBehavior, charge_behavior, prorated_charge
+from connector.domain.proration import (
+    Period,
+    ProrationBehavior,
+    charge_behavior,
+    periods_between,
+    prorated_charge,
+    whole_period_charge,
+)
 from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, OutboxKind, OutboxStatus
 from connector.services import ledger
 from sync import outbox
@@ -61,8 +68,9 @@ def adopt_stripe_state(
             item = items.get(seat_type.stripe_subscription_item_id)
             if item is not None:
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, now
-                seat_type.stripe_price_id, seat_type.unit_amount = item.stripe_price_id, (
-                    item.unit_amount
+                seat_type.stripe_price_id, seat_type.unit_amount = (
+                    item.stripe_price_id,
+                    (item.unit_amount),
                 )
                 seat_type.interval, seat_type.interval_count = item.interval, item.interval_count
         return renewed
@@ -128,14 +136,93 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
                     OutboxRecord.seat_type_id == seat_type_id,
                     OutboxRecord.status == OutboxStatus.PENDING,
                     OutboxRecord.period_end <= item.period_start,
+                    # an ended period's own correction is sent whenever its turn comes
+                    OutboxRecord.kind != OutboxKind.ENDED_PERIOD_CORRECTION,
                 )
                 .order_by(OutboxRecord.id)
             ).all()
-            _settle_ended_period(ctx, seat_type, subscription.currency, ended, run.report)
+            # Periods Stripe renewed and closed while the sync was away (down for more than a
+            # period): each was billed at Stripe's stale quantity and is corrected on its own.
+            skipped = periods_between(
+                subscription.billing_cycle_anchor,
+                seat_type.interval,
+                seat_type.interval_count,
+                seat_type.paid_period_start,
+                item.period_start,
+            )
+            openings = _openings(skipped, ended, seat_type.opening_billed)
+            last_paid = [r for r in ended if r.period_start not in openings]
+            _settle_ended_period(
+                ctx,
+                seat_type,
+                seat_type.paid_quantity,
+                subscription.currency,
+                last_paid,
+                run.report,
+            )
+            for period in skipped:
+                opening = openings[period.start]
+                records = [r for r in ended if r.period_start == period.start]
+                _settle_ended_period(
+                    ctx, seat_type, opening, subscription.currency, records, run.report
+                )
+                if opening != item.quantity:
+                    _write_ended_period_correction(
+                        ctx, session, subscription, seat_type, period, item.quantity, opening
+                    )
             seat_type.paid_quantity = item.quantity
             seat_type.paid_period_start = item.period_start
             if seat_type.opening_billed != item.quantity:
                 _write_renewal_correction(ctx, session, subscription, seat_type, item)
+
+
+def _openings(
+    skipped: Sequence[Period], ended: Sequence[OutboxRecord], current_opening: int
+) -> dict[datetime, int]:
+    """What each skipped period started with (max(floor, licences at its renewal)). A period
+    with changes started where its first change found the billed quantity; a period without
+    any started as the next one did (nothing moved the licences in between)."""
+    first_billed: dict[datetime, int] = {}
+    for record in ended:  # oldest first
+        first_billed.setdefault(record.period_start, record.billed_before)
+    openings, opening = {}, current_opening
+    for period in reversed(skipped):
+        opening = first_billed.get(period.start, opening)
+        openings[period.start] = opening
+    return openings
+
+
+def _write_ended_period_correction(
+    ctx: SyncContext,
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    period: Period,
+    billed: int,
+    owed: int,
+) -> None:
+    """Stripe renewed `period` at `billed` seats where `owed` were due, and the period has
+    ended: no proration can reach it. The difference for the whole period goes to Stripe as
+    an invoice item for that period, invoiced at once (a credit lands on the customer's
+    credit balance)."""
+    amount = whole_period_charge(seat_type.unit_amount, billed, owed)
+    change = ledger.Change(
+        action="ended_period_correction",
+        reason=f"Stripe renewed {period.start.date()} to {period.end.date()} at {billed} while "
+        f"changes were on their way; that period started at {owed}: "
+        + ("charged" if amount > 0 else "credited")
+        + " for the whole period, invoiced at once",
+        actor=SYNC_ACTOR,
+        at=ctx.clock(),
+        licences_before=seat_type.licences,
+        licences_after=seat_type.licences,
+        billed_before=billed,
+        billed_after=owed,
+        stripe_quantity_after=target_quantity(session, seat_type),
+        expected_charge=amount,
+    )
+    work = ledger.StripeWork(period, OutboxKind.ENDED_PERIOD_CORRECTION, changed_at=period.start)
+    ledger.record(session, subscription, seat_type, change, work)
 
 
 def _write_renewal_correction(
@@ -188,15 +275,15 @@ def _write_renewal_correction(
 def _settle_ended_period(
     ctx: SyncContext,
     seat_type: SeatType,
+    paid: int,
     currency: str,
     records: Sequence[OutboxRecord],
     report: DrainReport,
 ) -> None:
     """Records of a period Stripe has closed, settled in the adoption's transaction.
     Their quantities live on in the renewal (and its correction). An increase never
-    charged in that period — above its paid mark — can no longer be prorated into it:
-    it is dead-lettered with the exact amount, for ops to invoice."""
-    paid = seat_type.paid_quantity  # the ended period's
+    charged in that period — above its paid mark `paid` — can no longer be prorated into
+    it: it is dead-lettered with the exact amount, for ops to invoice."""
     for record in records:
         if record.billed_after > paid and record.proration_date is not None:
             # Seats below `billed_before` are another record's to bill: a charge Stripe

@@ -16,7 +16,12 @@ from connector.adapters.metrics import SYNC_LAG
 from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
 from connector.adapters.repository import NO_KEY_UPDATE
 from connector.adapters.stripe_errors import StripeErrorKind
-from connector.adapters.stripe_port import QuantityUpdateRequest, StripeItem
+from connector.adapters.stripe_port import (
+    OneOffInvoiceRequest,
+    QuantityUpdateRequest,
+    StripeItem,
+    issue_one_off_invoice,
+)
 from connector.domain import stripe_limits
 from connector.domain.proration import ProrationBehavior
 from connector.domain.states import UNANSWERED_CALLS, CallOutcome, OutboxStatus, StripeOperation
@@ -205,6 +210,74 @@ def settle_unanswered(ctx: SyncContext, run: Run, seat_type_id: int, item: Strip
     except StripeCallFailed:
         return False
     return True
+
+
+def send_ended_period_correction(
+    ctx: SyncContext, run: Run, record: OutboxRecord, customer_id: str, currency: str
+) -> None:
+    """Journal and send an ended period's correction: a one-off invoice of its own, so the
+    subscription's other pending items keep their own timing. A credit invoice puts the
+    credit on the customer's balance. An attempt cut short is finished, not repeated, from
+    the draft invoice kept on the record. Raises StripeCallFailed (journalled) when Stripe
+    refuses or does not answer."""
+    ctx.hold_lease(run)
+    seats = abs(record.billed_after - record.billed_before)
+    request = OneOffInvoiceRequest(
+        stripe_customer_id=customer_id,
+        stripe_subscription_id=run.stripe_subscription_id,
+        currency=currency,
+        unit_amount=record.charge_amount // seats,  # exact: a whole period per seat
+        quantity=seats,
+        description=f"Seats {record.period_start.date()} to {record.period_end.date()}: the "
+        f"renewal billed {record.billed_before}, the period started at {record.billed_after} "
+        "(corrected after the period ended)",
+        period_start=record.period_start,
+        period_end=record.period_end,
+        metadata={
+            "seatsync_outbox": str(record.id),
+            "seatsync_subscription": record.subscription_id,
+            "seatsync_subscription_item": record.stripe_subscription_item_id,
+        },
+        idempotency_key=f"{ctx.key_prefix()}-ended-period-{record.id}",
+    )
+    with ctx.sessions.begin() as session:
+        call = StripeCall(
+            subscription_id=run.subscription_id,
+            seat_type_id=None,  # not a quantity write: settling unanswered writes skips it
+            at=ctx.clock(),
+            operation=StripeOperation.ENDED_PERIOD_INVOICE,
+            idempotency_key=request.idempotency_key,
+            request={
+                "quantity": request.quantity,
+                "unit_amount": request.unit_amount,
+                "period_start": record.period_start.isoformat(),
+            },
+            outcome=CallOutcome.SENDING,
+            creates_invoice=False,
+            outbox_ids=[record.id],
+        )
+        session.add(call)
+        session.flush()
+        call_id = call.id
+
+    def save(**made: str) -> None:  # the draft's id first, then its item's
+        with ctx.sessions.begin() as session:
+            kept = session.get_one(OutboxRecord, record.id)
+            kept.stripe_object_ids = [*kept.stripe_object_ids, *made.values()]
+
+    draft = record.stripe_object_ids[0] if record.stripe_object_ids else None
+    try:
+        invoice_id = ctx.call(lambda: issue_one_off_invoice(ctx.port, request, draft, save))
+    except StripeCallFailed as failure:
+        note_failure(ctx, call_id, failure)
+        raise
+    with ctx.sessions.begin() as session:
+        call = session.get_one(StripeCall, call_id)
+        call.outcome, call.error = CallOutcome.OK, None
+        call.creates_invoice, call.stripe_object_id = True, invoice_id
+        done = session.get_one(OutboxRecord, record.id)
+        done.status, done.done_at, done.last_error = OutboxStatus.DONE, ctx.clock(), None
+    run.report.records_done += 1
 
 
 # --- Stripe's limits, from the journal ----------------------------------------------------

@@ -112,9 +112,10 @@ class StripeCustomerBalance:
 
 @dataclass(frozen=True, slots=True)
 class OneOffInvoiceRequest:
-    """A one-off invoice of a subscription's customer with one line of `quantity` x
-    `unit_amount` (a true-up), made in three idempotent steps: a draft that leaves pending
-    items alone, the item attached to it explicitly, then finalization."""
+    """One line of `quantity` x `unit_amount` (negative: a credit) for a subscription's
+    customer, on a one-off invoice made in three idempotent steps (a draft that
+    leaves pending items alone, the item attached to it explicitly, then finalization): a
+    true-up, or the correction of a period that has ended."""
 
     stripe_customer_id: str
     stripe_subscription_id: str
@@ -126,6 +127,30 @@ class OneOffInvoiceRequest:
     period_end: datetime
     metadata: dict[str, str]
     idempotency_key: str  # the base: each step sends it with its own suffix
+
+
+def issue_one_off_invoice(
+    port: StripePort,
+    request: OneOffInvoiceRequest,
+    stripe_invoice_id: str | None,
+    save: Callable[..., None],
+) -> str:
+    """The request's line on an invoice of its own, finalized: a draft that leaves pending
+    items alone, the item, finalization. Each step is skipped when Stripe already shows it
+    done, so a retry finishes what a crash interrupted (idempotency keys last only 24 hours).
+    `stripe_invoice_id`: the draft an earlier attempt made; `save` keeps each new id
+    (`stripe_invoice_id=`, `stripe_invoice_item_id=`) before the next step."""
+    invoice = None
+    if stripe_invoice_id is None:
+        stripe_invoice_id = port.create_draft_invoice(request)
+        save(stripe_invoice_id=stripe_invoice_id)
+    else:
+        invoice = port.retrieve_invoice(stripe_invoice_id)
+    if invoice is None or (invoice.status == "draft" and not invoice.lines):
+        save(stripe_invoice_item_id=port.add_invoice_item(stripe_invoice_id, request))
+    if invoice is None or invoice.status == "draft":
+        port.finalize_invoice(stripe_invoice_id, f"{request.idempotency_key}-finalize")
+    return stripe_invoice_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,3 +138,25 @@ def period_containing(
         add_intervals(anchor, interval, step * interval_count),
         add_intervals(anchor, interval, (step + 1) * interval_count),
     )
+
+
+def periods_between(
+    anchor: datetime, interval: str, interval_count: int, after: datetime, before: datetime
+) -> list[Period]:
+    """The whole billing periods after the one containing `after` that start before
+    `before`: the periods Stripe renewed while the sync was away."""
+    if after < anchor:  # the anchor was reset since: a new period began there, none between
+        return []
+    periods: list[Period] = []
+    period = period_containing(anchor, interval, interval_count, after)
+    while (period := period_containing(anchor, interval, interval_count, period.end)).start < (
+        before
+    ):
+        periods.append(period)
+    return periods
+
+
+def whole_period_charge(unit_amount: int, billed: int, owed: int) -> int:
+    """A period that has ended, billed at `billed` seats where `owed` were due: the
+    difference for the whole period (negative: a credit). No proration, no rounding."""
+    return unit_amount * (owed - billed)

@@ -26,6 +26,9 @@ class OutboxStatus(StrEnum):
 class OutboxKind(StrEnum):
     CHANGE = "change"  # a seat change accepted through the API (or a reconcile repair)
     RENEWAL_CORRECTION = "renewal_correction"  # Stripe renewed at a stale quantity
+    # Stripe renewed a period at a stale quantity and the period has ended since (the sync
+    # was down for more than a period): a one-off charge or credit for that period.
+    ENDED_PERIOD_CORRECTION = "ended_period_correction"
 
 
 class CallOutcome(StrEnum):
@@ -43,6 +46,8 @@ class StripeOperation(StrEnum):
     UPDATE_QUANTITY = "update_quantity"
     INVOICE_PENDING = "invoice_pending"
     TRUE_UP_INVOICE = "true_up_invoice"  # a true-up's one-off invoice (no seat type: no quantity)
+    # An ended period's correction: a one-off invoice (no seat type: no quantity)
+    ENDED_PERIOD_INVOICE = "ended_period_invoice"
 
 
 # During a trial Stripe bills nothing; the first invoice after it bills the whole quantity.

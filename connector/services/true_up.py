@@ -48,7 +48,7 @@ from connector.adapters.repository import (
     terms_of,
 )
 from connector.adapters.stripe_errors import StripeErrorKind, classify
-from connector.adapters.stripe_port import OneOffInvoiceRequest, StripePort
+from connector.adapters.stripe_port import OneOffInvoiceRequest, StripePort, issue_one_off_invoice
 from connector.domain import seats as domain
 from connector.domain.seats import Policy, SeatCounts
 from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES, CallOutcome, StripeOperation
@@ -345,21 +345,13 @@ def _save(sessions: SessionFactory, record_id: int, **values: object) -> None:
 
 
 def _invoice(port: StripePort, sessions: SessionFactory, record_id: int) -> str:
-    """The three steps, each skipped when Stripe already shows it done."""
     record, request = _request(sessions, record_id)
-    invoice_id = record.stripe_invoice_id
-    invoice = None
-    if invoice_id is None:
-        invoice_id = port.create_draft_invoice(request)
-        _save(sessions, record_id, stripe_invoice_id=invoice_id)
-    else:  # a retry: Stripe's invoice says what was done (keys last only 24 hours)
-        invoice = port.retrieve_invoice(invoice_id)
-    if invoice is None or (invoice.status == "draft" and not invoice.lines):
-        item_id = port.add_invoice_item(invoice_id, request)
-        _save(sessions, record_id, stripe_invoice_item_id=item_id)
-    if invoice is None or invoice.status == "draft":
-        port.finalize_invoice(invoice_id, f"{request.idempotency_key}-finalize")
-    return invoice_id
+    return issue_one_off_invoice(
+        port,
+        request,
+        record.stripe_invoice_id,
+        lambda **step: _save(sessions, record_id, **step),
+    )
 
 
 def _journal(sessions: SessionFactory, record: TrueUpRecord, now: datetime, key: str) -> int:

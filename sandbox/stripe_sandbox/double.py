@@ -122,6 +122,11 @@ class _Stored:
     status: int
     body_json: str
     request_id: str
+    stored_at: int  # the double's clock: Stripe forgets a key after 24 hours
+
+
+# Stripe keeps an idempotency key for at least 24 hours; then the same key runs anew.
+IDEMPOTENCY_KEY_TTL = 24 * 3600
 
 
 class StripeDouble:
@@ -325,13 +330,16 @@ class StripeDouble:
 
         if idem_key is not None and api_key is not None:
             stored = self._idempotency.get((api_key, idem_key))
+            if stored is not None and self.state.now - stored.stored_at >= IDEMPOTENCY_KEY_TTL:
+                del self._idempotency[(api_key, idem_key)]
+                stored = None
             if stored is not None:
                 return self._replay(stored, method, path, params, idem_key, record, finish)
 
         status, payload = self._execute(method, path, params, request_id, idem_key)
         if idem_key is not None and api_key is not None and status in (200, 402):
             self._idempotency[(api_key, idem_key)] = _Stored(
-                method, path, params, status, json.dumps(payload), request_id
+                method, path, params, status, json.dumps(payload), request_id, self.state.now
             )
         if fault is not None:
             return finish(

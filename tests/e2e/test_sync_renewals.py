@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import stripe
 from flask.testing import FlaskClient
 
@@ -215,3 +216,68 @@ def test_jobs_keep_a_renewal_correction_until_it_is_done(
     s.sync.drain()
     assert s.item_quantity() == 10
     assert charged_since(s, NEW_YEAR) == 2 * 10 * SEAT_YEAR  # 2027 and 2028, 10 seats each
+
+
+SEAT_MONTH = 1000  # 10.00 a seat a month
+FEBRUARY = (at(utc(2026, 2, 1)), at(utc(2026, 3, 1)))
+
+
+def released_while_the_worker_was_down_over_two_renewals(s: Scenario, double: StripeDouble) -> None:
+    """10 seats monthly from 1 January; 2 released on 21 January; no drain until 1 March,
+    02:00: Stripe renewed February and March at the stale 10."""
+    double.advance_to(at(utc(2026, 1, 21)))
+    s.post("licenses/release", 2)
+    double.advance_to(at(utc(2026, 3, 1, 2)))
+
+
+def invoices_of_february_alone(s: Scenario) -> list[Any]:
+    """Invoices made since linking whose every line is for February, oldest first."""
+    return sorted(
+        (
+            invoice
+            for invoice in s.new_invoices()
+            if {(line.period.start, line.period.end) for line in invoice.lines.data} == {FEBRUARY}
+        ),
+        key=lambda invoice: invoice.created,
+    )
+
+
+@pytest.mark.parametrize("billing_mode", ["classic", "flexible"])
+def test_a_worker_down_over_two_renewals_corrects_the_period_between_on_its_own_invoice(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    stripe_client: stripe.StripeClient,
+    billing_mode: str,
+) -> None:
+    s = scenario(unit_amount=SEAT_MONTH, interval="month", billing_mode=billing_mode)
+    released_while_the_worker_was_down_over_two_renewals(s, double)
+    s.drain()
+    # February's renewal invoice, and the credit of its 2 seats on an invoice of its own
+    renewal, credit = invoices_of_february_alone(s)
+    assert (renewal.total, credit.total) == (10 * SEAT_MONTH, -2 * SEAT_MONTH)
+    # February and March each billed 8 seats: 10 at renewal, 2 credited back.
+    assert charged_since(s, FEBRUARY[0]) == 2 * 8 * SEAT_MONTH
+    # Both credits sit on the customer's balance for the next invoice.
+    assert stripe_client.v1.customers.retrieve(s.stripe_sub.customer).balance == -4 * SEAT_MONTH
+    assert s.item_quantity() == 8
+
+
+def test_an_ended_period_correction_cut_short_is_finished_not_repeated(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    stripe_client: stripe.StripeClient,
+) -> None:
+    """Stripe finalized the correction's invoice but the answer was lost, and the retry comes
+    two days later, when Stripe has forgotten the idempotency keys: the draft kept on the
+    record says it is done; no second invoice."""
+    s = scenario(unit_amount=SEAT_MONTH, interval="month", billing_mode="classic")
+    released_while_the_worker_was_down_over_two_renewals(s, double)
+    double.inject_fault("POST", r"/v1/invoices/[^/]+/finalize", kind="timeout", apply_first=True)
+    report = s.sync.drain()
+    assert report.records_retrying == 1
+    double.advance(2 * 24 * 3600)
+    s.drain()
+    [_renewal, credit] = invoices_of_february_alone(s)
+    assert credit.total == -2 * SEAT_MONTH
+    assert charged_since(s, FEBRUARY[0]) == 2 * 8 * SEAT_MONTH
+    assert stripe_client.v1.customers.retrieve(s.stripe_sub.customer).balance == -4 * SEAT_MONTH

@@ -162,7 +162,14 @@ class World:
                 "subscription_cycle": "renewal",
             }.get(invoice.billing_reason, "immediate")
             out += [
-                Line(li.price, li.amount, li.proration, li.period_start, li.period_end, where)
+                Line(
+                    li.price or self._price_of_correction(li.invoice_item),
+                    li.amount,
+                    li.proration,
+                    li.period_start,
+                    li.period_end,
+                    where,
+                )
                 for li in invoice.lines
             ]
         for item in books.invoice_items.values():
@@ -178,6 +185,14 @@ class World:
                     )
                 )
         return out
+
+    def _price_of_correction(self, invoice_item_id: str | None) -> str | None:
+        """A correction of an ended period is a one-off line without a price; its metadata
+        names the subscription item (the seat type) it corrects."""
+        books = self.double.state.books
+        item = books.invoice_items.get(invoice_item_id or "")
+        corrected = item.metadata.get("seatsync_subscription_item") if item else None
+        return books.items[corrected].price if corrected in books.items else None
 
     def quantities(self, stripe_subscription_id: str) -> dict[str, int]:
         """Stripe's quantity per price."""

@@ -82,12 +82,6 @@ def test_a_renewal_after_a_refused_charge_bills_max_floor_licences(
 
 
 @pytest.mark.parametrize("change", ["release", "buy", "refused buy"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found by the model: with the worker down over two renewals only the latest period "
-    "is corrected; the period between keeps Stripe's stale renewal",
-)
 def test_changes_pending_over_two_renewals_correct_every_period(
     worlds: WorldFactory, change: str
 ) -> None:
