@@ -66,6 +66,8 @@ class Run:
 
     subscription_id: str
     stripe_subscription_id: str
+    stripe_customer_id: str
+    currency: str
     lease: str
     token: str
     report: DrainReport

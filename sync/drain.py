@@ -29,6 +29,7 @@ from connector.adapters.database import SessionFactory
 from connector.adapters.metrics import SYNC_SUBSCRIPTION_FAILURES
 from connector.adapters.models import Account, OutboxRecord, SeatType, Subscription
 from connector.adapters.repository import target_quantity
+from connector.adapters.stripe_errors import StripeErrorKind
 from connector.adapters.stripe_port import StripePort, StripeSubscription
 from connector.config import SyncSettings
 from connector.domain.proration import ProrationBehavior
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # How often changes held behind a dead charge look again (ops' retry wakes them at once).
 HELD_BEHIND_DEAD_CHARGE = timedelta(minutes=5)
+
+WAITING_FOR_WAIVER = "waiting for the waiver of a written-off charge to reach Stripe"
 
 SUBSCRIPTION_FAILURES = SYNC_SUBSCRIPTION_FAILURES  # seatsync_sync_subscription_failures_total
 
@@ -159,10 +162,18 @@ class OutboxDrain:
         report.subscriptions += 1
         try:
             with ctx.sessions() as session:
-                stripe_subscription_id = session.get_one(
-                    Subscription, subscription_id
-                ).stripe_subscription_id
-            self._sync(Run(subscription_id, stripe_subscription_id, lease, token, report))
+                subscription = session.get_one(Subscription, subscription_id)
+                customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
+                run = Run(
+                    subscription_id,
+                    subscription.stripe_subscription_id,
+                    customer_id,
+                    subscription.currency,
+                    lease,
+                    token,
+                    report,
+                )
+            self._sync(run)
         except LeaseLost:
             log.warning("lost the lease on %s; another worker goes on", subscription_id)
         except Exception as error:  # isolate: record, count, retry later — never swallow
@@ -189,9 +200,9 @@ class OutboxDrain:
     def _sync(self, run: Run) -> None:
         ctx = self.ctx
         with ctx.sessions() as session:
-            subscription = session.get_one(Subscription, run.subscription_id)
-            customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
-            invoice_due, currency = subscription.invoice_pending_items_at, subscription.currency
+            invoice_due = session.get_one(
+                Subscription, run.subscription_id
+            ).invoice_pending_items_at
         stripe_sub = self._read_stripe(run)
         if stripe_sub is None:
             return
@@ -229,9 +240,7 @@ class OutboxDrain:
                 by_seat_type[record.seat_type_id].append(record)
             elif record.next_attempt_at <= now:  # no quantity: an invoice of its own
                 try:
-                    stripe_calls.send_ended_period_correction(
-                        ctx, run, record, customer_id, currency
-                    )
+                    stripe_calls.send_ended_period_correction(ctx, run, record)
                 except StripeCallFailed as failure:
                     outbox.settle_failure(ctx, [record.id], failure, run.report)
         for seat_type_id, records in by_seat_type.items():
@@ -242,8 +251,24 @@ class OutboxDrain:
         if invoice_due is not None and invoice_due <= ctx.clock():
             ctx.hold_lease(run)
             stripe_calls.invoice_pending(
-                ctx, run.subscription_id, customer_id, run.stripe_subscription_id
+                ctx, run.subscription_id, run.stripe_customer_id, run.stripe_subscription_id
             )
+
+    def _send_waivers(self, run: Run, seat_type_id: int) -> datetime | None:
+        """Send the seat type's waivers whose write-off Stripe has charged. Returns when to
+        look again if one could not go yet (the seat type's other updates wait for it)."""
+        ctx = self.ctx
+        for waiver in outbox.waivers_due(ctx, seat_type_id):
+            if waiver.next_attempt_at > ctx.clock():
+                return waiver.next_attempt_at
+            try:
+                stripe_calls.send_waiver(ctx, run, waiver)
+            except StripeCallFailed as failure:
+                outbox.settle_failure(ctx, [waiver.id], failure, run.report)
+                if failure.kind is StripeErrorKind.RETRYABLE:
+                    with ctx.sessions() as session:
+                        return session.get_one(OutboxRecord, waiver.id).next_attempt_at
+        return None
 
     def _sync_seat_type(
         self,
@@ -288,6 +313,16 @@ class OutboxDrain:
             )
             return
 
+        # A waiver goes right after the charge it waives, before any later update: an
+        # invoice made in between would bill the charge without its credit.
+        wait = self._send_waivers(run, seat_type_id)
+        records = [r for r in records if r.kind != OutboxKind.WAIVER]
+        record_ids = [r.id for r in records]
+        if wait is not None:
+            outbox.postpone(ctx, record_ids, wait, WAITING_FOR_WAIVER)
+            return
+        written_off = {r.id for r in records if r.kind == OutboxKind.WRITE_OFF}
+
         with ctx.sessions() as session:
             seat_type = session.get_one(SeatType, seat_type_id)
             target = target_quantity(session, seat_type)
@@ -317,6 +352,16 @@ class OutboxDrain:
                 ]
                 outbox.settle_failure(ctx, still_pending, failure, run.report)
                 return
+            if written_off.intersection(update.record_ids):
+                wait = self._send_waivers(run, seat_type_id)
+                if wait is not None:
+                    later = [
+                        r.id
+                        for r in outbox.pending(ctx, run.subscription_id)
+                        if r.seat_type_id == seat_type_id and r.kind != OutboxKind.WAIVER
+                    ]
+                    outbox.postpone(ctx, later, wait, WAITING_FOR_WAIVER)
+                    return
 
         invoice_slot = (
             stripe_calls.next_invoice_slot(ctx, run.subscription_id) if deferred else None
@@ -329,6 +374,15 @@ class OutboxDrain:
             ).all()
             # carried by the final update, or needing none
             run.report.records_done += outbox.mark_done(list(rest), ctx.clock())
+            uncharged = [r.id for r in rest if r.kind == OutboxKind.WRITE_OFF]
+            if uncharged:  # Stripe charged nothing for them: nothing to waive
+                moot = session.scalars(
+                    select(OutboxRecord).where(
+                        OutboxRecord.waives_outbox_id.in_(uncharged),
+                        OutboxRecord.status == OutboxStatus.PENDING,
+                    )
+                ).all()
+                outbox.mark_done(list(moot), ctx.clock(), "nothing was charged: nothing to waive")
             if not updates:
                 seat_type = session.get_one(SeatType, seat_type_id)
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, ctx.clock()

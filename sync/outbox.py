@@ -10,6 +10,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from connector.adapters.models import OutboxRecord
 from connector.adapters.stripe_errors import StripeErrorKind
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def pending(ctx: SyncContext, subscription_id: str) -> list[OutboxRecord]:
     """Pending records in the order they must reach Stripe: renewal corrections (which
-    date from the period start) first, then changes as they were made."""
+    date from the period start) first, then write-offs (each takes the place of the refused
+    charge that held back the changes after it), then changes as they were made."""
     with ctx.sessions() as session:
         records = session.scalars(
             select(OutboxRecord).where(
@@ -30,11 +32,31 @@ def pending(ctx: SyncContext, subscription_id: str) -> list[OutboxRecord]:
                 OutboxRecord.status == OutboxStatus.PENDING,
             )
         ).all()
-    return sorted(records, key=lambda r: (r.kind != OutboxKind.RENEWAL_CORRECTION, r.id))
+    first = {OutboxKind.RENEWAL_CORRECTION: 0, OutboxKind.WRITE_OFF: 1}
+    return sorted(records, key=lambda r: (first.get(OutboxKind(r.kind), 2), r.id))
 
 
 def pending_ids(ctx: SyncContext, subscription_id: str) -> list[int]:
     return [r.id for r in pending(ctx, subscription_id)]
+
+
+def waivers_due(ctx: SyncContext, seat_type_id: int) -> list[OutboxRecord]:
+    """Pending waivers of the seat type whose write-off Stripe has charged."""
+    charged = aliased(OutboxRecord)
+    with ctx.sessions() as session:
+        return list(
+            session.scalars(
+                select(OutboxRecord)
+                .join(charged, charged.id == OutboxRecord.waives_outbox_id)
+                .where(
+                    OutboxRecord.seat_type_id == seat_type_id,
+                    OutboxRecord.kind == OutboxKind.WAIVER,
+                    OutboxRecord.status == OutboxStatus.PENDING,
+                    charged.status == OutboxStatus.DONE,
+                )
+                .order_by(OutboxRecord.id)
+            )
+        )
 
 
 def dead_charge(ctx: SyncContext, seat_type_id: int, period_start: datetime) -> OutboxRecord | None:

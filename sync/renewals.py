@@ -136,8 +136,11 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
                     OutboxRecord.seat_type_id == seat_type_id,
                     OutboxRecord.status == OutboxStatus.PENDING,
                     OutboxRecord.period_end <= item.period_start,
-                    # an ended period's own correction is sent whenever its turn comes
-                    OutboxRecord.kind != OutboxKind.ENDED_PERIOD_CORRECTION,
+                    # an ended period's own correction, and a waiver of a charge Stripe
+                    # made, are sent whenever their turn comes
+                    OutboxRecord.kind.not_in(
+                        (OutboxKind.ENDED_PERIOD_CORRECTION, OutboxKind.WAIVER)
+                    ),
                 )
                 .order_by(OutboxRecord.id)
             ).all()
@@ -154,6 +157,7 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
             last_paid = [r for r in ended if r.period_start not in openings]
             _settle_ended_period(
                 ctx,
+                session,
                 seat_type,
                 seat_type.paid_quantity,
                 subscription.currency,
@@ -164,7 +168,7 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
                 opening = openings[period.start]
                 records = [r for r in ended if r.period_start == period.start]
                 _settle_ended_period(
-                    ctx, seat_type, opening, subscription.currency, records, run.report
+                    ctx, session, seat_type, opening, subscription.currency, records, run.report
                 )
                 if opening != item.quantity:
                     _write_ended_period_correction(
@@ -274,6 +278,7 @@ def _write_renewal_correction(
 
 def _settle_ended_period(
     ctx: SyncContext,
+    session: Session,
     seat_type: SeatType,
     paid: int,
     currency: str,
@@ -285,7 +290,16 @@ def _settle_ended_period(
     charged in that period — above its paid mark `paid` — can no longer be prorated into
     it: it is dead-lettered with the exact amount, for ops to invoice."""
     for record in records:
-        if record.billed_after > paid and record.proration_date is not None:
+        if record.kind == OutboxKind.WRITE_OFF:  # never billed, so nothing to credit either
+            waivers = session.scalars(
+                select(OutboxRecord).where(OutboxRecord.waives_outbox_id == record.id)
+            ).all()
+            report.records_done += outbox.mark_done(
+                [record, *waivers],
+                ctx.clock(),
+                "written off; the period ended before Stripe billed it: nothing to bill or credit",
+            )
+        elif record.billed_after > paid and record.proration_date is not None:
             # Seats below `billed_before` are another record's to bill: a charge Stripe
             # refused is a dead letter of its own, so this one never names them again.
             owed_from = max(paid, record.billed_before)

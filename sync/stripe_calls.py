@@ -212,9 +212,7 @@ def settle_unanswered(ctx: SyncContext, run: Run, seat_type_id: int, item: Strip
     return True
 
 
-def send_ended_period_correction(
-    ctx: SyncContext, run: Run, record: OutboxRecord, customer_id: str, currency: str
-) -> None:
+def send_ended_period_correction(ctx: SyncContext, run: Run, record: OutboxRecord) -> None:
     """Journal and send an ended period's correction: a one-off invoice of its own, so the
     subscription's other pending items keep their own timing. A credit invoice puts the
     credit on the customer's balance. An attempt cut short is finished, not repeated, from
@@ -223,9 +221,9 @@ def send_ended_period_correction(
     ctx.hold_lease(run)
     seats = abs(record.billed_after - record.billed_before)
     request = OneOffInvoiceRequest(
-        stripe_customer_id=customer_id,
+        stripe_customer_id=run.stripe_customer_id,
         stripe_subscription_id=run.stripe_subscription_id,
-        currency=currency,
+        currency=run.currency,
         unit_amount=record.charge_amount // seats,  # exact: a whole period per seat
         quantity=seats,
         description=f"Seats {record.period_start.date()} to {record.period_end.date()}: the "
@@ -240,25 +238,7 @@ def send_ended_period_correction(
         },
         idempotency_key=f"{ctx.key_prefix()}-ended-period-{record.id}",
     )
-    with ctx.sessions.begin() as session:
-        call = StripeCall(
-            subscription_id=run.subscription_id,
-            seat_type_id=None,  # not a quantity write: settling unanswered writes skips it
-            at=ctx.clock(),
-            operation=StripeOperation.ENDED_PERIOD_INVOICE,
-            idempotency_key=request.idempotency_key,
-            request={
-                "quantity": request.quantity,
-                "unit_amount": request.unit_amount,
-                "period_start": record.period_start.isoformat(),
-            },
-            outcome=CallOutcome.SENDING,
-            creates_invoice=False,
-            outbox_ids=[record.id],
-        )
-        session.add(call)
-        session.flush()
-        call_id = call.id
+    call_id = _journal_line(ctx, run, StripeOperation.ENDED_PERIOD_INVOICE, record, request)
 
     def save(**made: str) -> None:  # the draft's id first, then its item's
         with ctx.sessions.begin() as session:
@@ -277,6 +257,92 @@ def send_ended_period_correction(
         call.creates_invoice, call.stripe_object_id = True, invoice_id
         done = session.get_one(OutboxRecord, record.id)
         done.status, done.done_at, done.last_error = OutboxStatus.DONE, ctx.clock(), None
+    run.report.records_done += 1
+
+
+def _journal_line(
+    ctx: SyncContext,
+    run: Run,
+    operation: StripeOperation,
+    record: OutboxRecord,
+    request: OneOffInvoiceRequest,
+) -> int:
+    """Journal a write of an invoice line for `record`; returns the call's id."""
+    with ctx.sessions.begin() as session:
+        call = StripeCall(
+            subscription_id=run.subscription_id,
+            seat_type_id=None,  # not a quantity write: settling unanswered writes skips it
+            at=ctx.clock(),
+            operation=operation,
+            idempotency_key=request.idempotency_key,
+            request={
+                "quantity": request.quantity,
+                "unit_amount": request.unit_amount,
+                "period_start": request.period_start.isoformat(),
+            },
+            outcome=CallOutcome.SENDING,
+            creates_invoice=False,
+            outbox_ids=[record.id],
+        )
+        session.add(call)
+        session.flush()
+        return call.id
+
+
+def send_waiver(ctx: SyncContext, run: Run, waiver: OutboxRecord) -> None:
+    """Journal and send a waiver: a pending invoice item crediting what its write-off
+    record charged, so both land on the same next invoice. If an earlier attempt got no
+    answer, Stripe is searched for the item first (its idempotency key lasts 24 hours, the
+    record may wait longer). Raises StripeCallFailed (journalled)."""
+    ctx.hold_lease(run)
+    key = f"{ctx.key_prefix()}-waiver-{waiver.id}"
+    with ctx.sessions() as session:
+        tried_at = session.scalar(
+            select(func.min(StripeCall.at)).where(StripeCall.idempotency_key == key)
+        )
+    assert waiver.proration_date is not None  # a waiver is of a prorated charge
+    request = OneOffInvoiceRequest(
+        stripe_customer_id=run.stripe_customer_id,
+        stripe_subscription_id=run.stripe_subscription_id,
+        currency=run.currency,
+        unit_amount=waiver.charge_amount,  # negative: a credit
+        quantity=1,
+        description=f"Written off: the charge from {waiver.proration_date.date()} (outbox "
+        f"record {waiver.waives_outbox_id}) is credited in full",
+        period_start=waiver.proration_date,
+        period_end=waiver.period_end,
+        metadata={
+            "seatsync_outbox": str(waiver.id),
+            "seatsync_waives_outbox": str(waiver.waives_outbox_id),
+            "seatsync_subscription_item": waiver.stripe_subscription_item_id,
+        },
+        idempotency_key=key,
+    )
+    call_id = _journal_line(ctx, run, StripeOperation.WAIVER_ITEM, waiver, request)
+
+    def send() -> str:
+        if tried_at is not None:
+            found = ctx.port.find_invoice_item(
+                run.stripe_customer_id,
+                tried_at - timedelta(hours=1),  # the clocks of Stripe and the connector
+                "seatsync_outbox",
+                str(waiver.id),
+            )
+            if found is not None:
+                return found
+        return ctx.port.add_pending_invoice_item(request)
+
+    try:
+        item_id = ctx.call(send)
+    except StripeCallFailed as failure:
+        note_failure(ctx, call_id, failure)
+        raise
+    with ctx.sessions.begin() as session:
+        call = session.get_one(StripeCall, call_id)
+        call.outcome, call.error, call.stripe_object_id = CallOutcome.OK, None, item_id
+        done = session.get_one(OutboxRecord, waiver.id)
+        done.status, done.done_at, done.last_error = OutboxStatus.DONE, ctx.clock(), None
+        done.stripe_object_ids = [item_id]
     run.report.records_done += 1
 
 

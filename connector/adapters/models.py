@@ -246,6 +246,8 @@ class OutboxRecord(Base):
     # What the change charges (minor units, Stripe's arithmetic; negative for a credit): kept
     # so a dead-lettered charge shows its exact amount until ops retry or write it off.
     charge_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A waiver (kind `waiver`) credits what this write-off record charged, once it has.
+    waives_outbox_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKey(Base):

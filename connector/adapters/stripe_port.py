@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import stripe
+from stripe.params import InvoiceItemCreateParams
 
 from connector.adapters.metrics import count_stripe_calls
 from connector.adapters.stripe_errors import StripeErrorKind, classify
@@ -221,6 +222,17 @@ class StripePort(Protocol):
 
     def finalize_invoice(self, stripe_invoice_id: str, idempotency_key: str) -> StripeInvoice:
         """Finalize a draft and let Stripe collect it (auto_advance)."""
+        ...
+
+    def add_pending_invoice_item(self, request: OneOffInvoiceRequest) -> str:
+        """The request's line as a pending item of its subscription, for the subscription's
+        next invoice; returns the invoice item id."""
+        ...
+
+    def find_invoice_item(
+        self, stripe_customer_id: str, created_since: datetime, key: str, value: str
+    ) -> str | None:
+        """The customer's invoice item created since then whose metadata `key` is `value`."""
         ...
 
     def pay_invoice_out_of_band(self, stripe_invoice_id: str, idempotency_key: str) -> None:
@@ -518,10 +530,37 @@ class StripeClientPort:
         return invoice.id or ""
 
     def add_invoice_item(self, stripe_invoice_id: str, request: OneOffInvoiceRequest) -> str:
+        return self._create_invoice_item(request, {"invoice": stripe_invoice_id})
+
+    def add_pending_invoice_item(self, request: OneOffInvoiceRequest) -> str:
+        return self._create_invoice_item(
+            request, {"subscription": request.stripe_subscription_id}
+        )
+
+    def find_invoice_item(
+        self, stripe_customer_id: str, created_since: datetime, key: str, value: str
+    ) -> str | None:
+        items = self._client.v1.invoice_items.list(
+            {
+                "customer": stripe_customer_id,
+                "created": {"gte": int(created_since.timestamp())},
+                "limit": 100,
+            }
+        )
+        for item in items.auto_paging_iter():
+            metadata = item.metadata.to_dict() if item.metadata else {}
+            if metadata.get(key) == value:
+                return item.id
+        return None
+
+    def _create_invoice_item(
+        self, request: OneOffInvoiceRequest, attach: InvoiceItemCreateParams
+    ) -> str:
+        """`attach`: the draft invoice the line goes on, or the subscription it waits for."""
         item = self._client.v1.invoice_items.create(
             {
                 "customer": request.stripe_customer_id,
-                "invoice": stripe_invoice_id,
+                **attach,
                 "currency": request.currency,
                 "unit_amount_decimal": Decimal(request.unit_amount),
                 "quantity": request.quantity,

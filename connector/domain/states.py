@@ -29,6 +29,11 @@ class OutboxKind(StrEnum):
     # Stripe renewed a period at a stale quantity and the period has ended since (the sync
     # was down for more than a period): a one-off charge or credit for that period.
     ENDED_PERIOD_CORRECTION = "ended_period_correction"
+    # A charge ops wrote off is billed by Stripe after all (so Stripe counts its seats as
+    # billed: flexible mode credits what was billed), and its waiver credits the same amount
+    # on the same next invoice: the customer pays nothing for the seats.
+    WRITE_OFF = "write_off"
+    WAIVER = "waiver"
 
 
 class CallOutcome(StrEnum):
@@ -48,6 +53,8 @@ class StripeOperation(StrEnum):
     TRUE_UP_INVOICE = "true_up_invoice"  # a true-up's one-off invoice (no seat type: no quantity)
     # An ended period's correction: a one-off invoice (no seat type: no quantity)
     ENDED_PERIOD_INVOICE = "ended_period_invoice"
+    # A write-off's waiver: a pending invoice item crediting the charge (no quantity)
+    WAIVER_ITEM = "waiver_item"
 
 
 # During a trial Stripe bills nothing; the first invoice after it bills the whole quantity.

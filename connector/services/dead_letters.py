@@ -63,35 +63,53 @@ def retry(session: Session, ctx: ChangeContext, outbox_id: int) -> OutboxRecord:
 
 
 def write_off(session: Session, ctx: ChangeContext, outbox_id: int, reason: str) -> OutboxRecord:
-    """Waive a dead charge: its seats count as paid for its period (so later changes may
-    move Stripe's quantity past them without charging), and the ledger records the waiver
-    as a negative amount against the original charge."""
+    """Waive a dead charge: its seats count as paid for its period, and the ledger records
+    the waiver as a negative amount against the original charge.
+
+    While its period runs, Stripe still bills the charge — from its own date, onto the next
+    invoice — and a waiver credits the same amount on that invoice: Stripe then counts the
+    seats as billed (flexible billing mode credits what was billed, so seats moved in
+    without a charge would be charged by the next prorated increase) and the customer pays
+    nothing for them. Once its period has ended, there is nothing left to bill or credit."""
     record, seat_type = _dead_record(session, outbox_id)
     subscription = lock_subscription(session, record.subscription_id)
     record.status = OutboxStatus.WRITTEN_OFF
     record.last_error = f"written off by {ctx.actor}: {reason} (was: {record.last_error})"
-    if record.period_start == seat_type.paid_period_start:
-        seat_type.paid_quantity = max(seat_type.paid_quantity, record.billed_after)
-    ledger.record(
-        session,
-        subscription,
-        seat_type,
-        ledger.Change(
-            action="write_off",
-            reason=f"charge of outbox record {record.id} written off: {reason}",
-            actor=str(ctx.actor),
-            at=ctx.now,
-            request_id=ctx.request_id,
-            licences_before=seat_type.licences,
-            licences_after=seat_type.licences,
-            billed_before=record.billed_after,
-            billed_after=record.billed_after,
-            stripe_quantity_after=target_quantity(session, seat_type),
-            expected_charge=-record.charge_amount,
-            behavior=ProrationBehavior.NONE,
-        ),
-        # Stripe's quantity may now rise to what the licences say, without proration.
-        ledger.StripeWork(period_of(subscription), charge_amount=0),
+    for moot in session.scalars(  # a write-off refused again: its waiver waits for nothing
+        select(OutboxRecord).where(
+            OutboxRecord.waives_outbox_id == record.id,
+            OutboxRecord.status == OutboxStatus.PENDING,
+        )
+    ):
+        moot.status, moot.done_at = OutboxStatus.DONE, ctx.now
+        moot.last_error = f"not sent: outbox record {record.id} was written off again"
+    change = ledger.Change(
+        action="write_off",
+        reason=f"charge of outbox record {record.id} written off: {reason}",
+        actor=str(ctx.actor),
+        at=ctx.now,
+        request_id=ctx.request_id,
+        licences_before=seat_type.licences,
+        licences_after=seat_type.licences,
+        billed_before=record.billed_after,
+        billed_after=record.billed_after,
+        stripe_quantity_after=target_quantity(session, seat_type),
+        expected_charge=-record.charge_amount,
+        behavior=ProrationBehavior.NONE,
     )
+    if (
+        record.period_start == seat_type.paid_period_start
+        and record.charge_amount > 0
+        and record.proration_date is not None
+    ):
+        ledger.record_write_off(session, subscription, seat_type, change, record)
+    else:  # Stripe's quantity may now rise to what the licences say, without proration
+        ledger.record(
+            session,
+            subscription,
+            seat_type,
+            change,
+            ledger.StripeWork(period_of(subscription), charge_amount=0),
+        )
     _wake_held(session, record, ctx)
     return record

@@ -53,6 +53,26 @@ class StripeWork:
     charge_amount: int | None = None  # default: the change's expected charge
 
 
+def _outbox_record(
+    session: Session, seat_type: SeatType, change: Change, **values: Any
+) -> OutboxRecord:
+    record = OutboxRecord(
+        subscription_id=seat_type.subscription_id,
+        seat_type_id=seat_type.id,
+        stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
+        target_quantity=change.stripe_quantity_after,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=change.at,
+        stripe_object_ids=[],
+        created_at=change.at,
+        **values,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
 def record(
     session: Session,
     subscription: Subscription,
@@ -63,30 +83,74 @@ def record(
     """Append the ledger entry and, with `work`, the outbox record it points to."""
     outbox: OutboxRecord | None = None
     if work is not None:
-        outbox = OutboxRecord(
-            subscription_id=subscription.id,
-            seat_type_id=seat_type.id,
-            stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
+        outbox = _outbox_record(
+            session,
+            seat_type,
+            change,
             kind=work.kind,
             changed_at=work.changed_at or change.at,
-            target_quantity=change.stripe_quantity_after,
             billed_before=change.billed_before,
             billed_after=change.billed_after,
             period_start=work.period.start,
             period_end=work.period.end,
             proration_behavior=(change.behavior or ProrationBehavior.NONE).value,
             proration_date=change.proration_date,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=change.at,
             charge_amount=(
                 change.expected_charge if work.charge_amount is None else work.charge_amount
             ),
-            stripe_object_ids=[],
-            created_at=change.at,
         )
-        session.add(outbox)
-        session.flush()
+    return _ledger_entry(session, subscription, seat_type, change, outbox)
+
+
+def record_write_off(
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    change: Change,
+    refused: OutboxRecord,
+) -> LedgerEntry:
+    """Append the ledger entry of a write-off and its Stripe work: the refused charge is
+    billed by Stripe after all, from its own date onto the next invoice (a `write_off`
+    record), and a `waiver` record credits the same amount on that invoice once it is."""
+    charge = _outbox_record(
+        session,
+        seat_type,
+        change,
+        kind=OutboxKind.WRITE_OFF,
+        changed_at=refused.changed_at,
+        billed_before=refused.billed_before,
+        billed_after=refused.billed_after,
+        period_start=refused.period_start,
+        period_end=refused.period_end,
+        proration_behavior=ProrationBehavior.CREATE_PRORATIONS.value,
+        proration_date=refused.proration_date,
+        charge_amount=refused.charge_amount,
+    )
+    _outbox_record(
+        session,
+        seat_type,
+        change,
+        kind=OutboxKind.WAIVER,
+        changed_at=refused.changed_at,
+        billed_before=refused.billed_after,
+        billed_after=refused.billed_after,
+        period_start=refused.period_start,
+        period_end=refused.period_end,
+        proration_behavior=ProrationBehavior.NONE.value,
+        proration_date=refused.proration_date,
+        charge_amount=-refused.charge_amount,
+        waives_outbox_id=charge.id,
+    )
+    return _ledger_entry(session, subscription, seat_type, change, charge)
+
+
+def _ledger_entry(
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    change: Change,
+    outbox: OutboxRecord | None,
+) -> LedgerEntry:
     entry = LedgerEntry(
         subscription_id=subscription.id,
         seat_type=seat_type.name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import stripe
 from flask.testing import FlaskClient
 
@@ -92,35 +93,94 @@ def test_a_refused_charge_keeps_its_amount_and_no_later_change_or_resync_hands_i
     assert dead_letters(s) == []
 
 
-def test_a_written_off_charge_is_waived_in_the_ledger_and_its_seats_reach_stripe_unbilled(
-    scenario: Callable[..., Scenario], double: StripeDouble
-) -> None:
-    s = scenario(quantity=10)
+def written_off_on_march_15(s: Scenario, double: StripeDouble, *, then_buy: bool) -> int:
+    """10 paid; buy 1 on 15 March, Stripe refuses the charge; (with `then_buy`: buy 1 more
+    on 14 April, held behind it); ops write the refused charge off."""
     double.advance_to(MARCH_15)
     s.post("licenses", 1)
     refuse_next_update(s, double)
     s.sync.drain()
+    if then_buy:
+        double.advance_to(APRIL_14)
+        s.post("licenses", 1)
+        s.sync.drain()  # held behind the dead charge
     [dead] = dead_letters(s)
     written_off = s.client.post(
         f"/v1/ops/outbox/{dead['id']}/write-off",
         json={"reason": "goodwill: onboarding delay"},
-        headers={**s.auth, "Idempotency-Key": "w-1"},
+        headers={**s.auth, "Idempotency-Key": f"w-{dead['id']}"},
     )
     assert written_off.status_code == 200, written_off.json
     assert written_off.json is not None and written_off.json["status"] == "written_off"
+    return int(dead["id"])
+
+
+def pending_total(s: Scenario) -> int:
+    return sum(item.amount for item in s.pending_items())
+
+
+@pytest.mark.parametrize("billing_mode", ["classic", "flexible"])
+def test_a_written_off_charge_is_billed_and_credited_on_the_same_next_invoice(
+    scenario: Callable[..., Scenario], double: StripeDouble, billing_mode: str
+) -> None:
+    s = scenario(quantity=10, billing_mode=billing_mode)
+    dead_id = written_off_on_march_15(s, double, then_buy=False)
     s.drain()
     assert s.new_invoices() == []
     assert s.item_quantity() == 11
+    # Stripe billed the seat from 15 March (so it counts it as billed) and the waiver
+    # credits it in full: both wait for the next invoice, which nets them to nothing.
+    [waiver] = [i for i in s.pending_items() if not i.proration]
+    assert waiver.amount == -ONE_SEAT_FROM_MARCH_15
+    assert pending_total(s) == 0
     ledger = s.client.get(f"/v1/subscriptions/{s.id}/ledger", headers=s.auth).json or {}
-    [waiver] = [e for e in ledger["data"] if e["action"] == "write_off"]
-    assert waiver["expected_charge"]["amount"] == -ONE_SEAT_FROM_MARCH_15
-    assert "goodwill" in waiver["reason"]
+    [entry] = [e for e in ledger["data"] if e["action"] == "write_off"]
+    assert entry["expected_charge"]["amount"] == -ONE_SEAT_FROM_MARCH_15
+    assert "goodwill" in entry["reason"]
+    # The next seat is charged alone: flexible mode credits what was billed, now 11 seats.
+    double.advance_to(APRIL_14)
+    s.post("licenses", 1)
+    s.drain()
+    assert sum(i.total for i in s.new_invoices()) == ONE_SEAT_FROM_APRIL_14
     again = s.client.post(
-        f"/v1/ops/outbox/{dead['id']}/write-off",
+        f"/v1/ops/outbox/{dead_id}/write-off",
         json={"reason": "twice"},
-        headers={**s.auth, "Idempotency-Key": "w-2"},
+        headers={**s.auth, "Idempotency-Key": "w-again"},
     )
     assert again.status_code == 409
+
+
+def test_changes_held_behind_a_write_off_wait_for_its_waiver(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    """The buy of 14 April is invoiced at once (more than 30 days left): an invoice that
+    would sweep in the written-off seat's pending charge without its credit. Stripe fails
+    the waiver once: the buy waits for it, then is invoiced alone."""
+    s = scenario(quantity=10, billing_mode="flexible")
+    written_off_on_march_15(s, double, then_buy=True)
+    double.inject_fault("POST", r"/v1/invoiceitems", status=500)
+    report = s.sync.drain()
+    assert report.records_retrying == 1 and s.new_invoices() == []
+    assert s.item_quantity() == 11  # the written-off seat billed, the buy not yet sent
+    double.advance(900)
+    s.drain()
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_APRIL_14]
+    assert s.item_quantity() == 12 and pending_total(s) == 0
+
+
+def test_a_waiver_whose_answer_was_lost_is_not_credited_twice(
+    scenario: Callable[..., Scenario], double: StripeDouble
+) -> None:
+    """Stripe made the waiver but the answer was lost; the retry comes two days later, when
+    Stripe no longer knows the idempotency key: the connector finds the waiver it made."""
+    s = scenario(quantity=10, billing_mode="flexible")
+    written_off_on_march_15(s, double, then_buy=False)
+    double.inject_fault("POST", r"/v1/invoiceitems", kind="timeout", apply_first=True)
+    assert s.sync.drain().records_retrying == 1
+    double.advance(2 * 24 * 3600)
+    s.drain()
+    assert [i.amount for i in s.pending_items() if not i.proration] == [-ONE_SEAT_FROM_MARCH_15]
+    assert pending_total(s) == 0
 
 
 SEAT_YEAR = 36500

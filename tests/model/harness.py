@@ -162,37 +162,38 @@ class World:
                 "subscription_cycle": "renewal",
             }.get(invoice.billing_reason, "immediate")
             out += [
-                Line(
-                    li.price or self._price_of_correction(li.invoice_item),
-                    li.amount,
-                    li.proration,
-                    li.period_start,
-                    li.period_end,
-                    where,
-                )
+                self._line(li.price, li.amount, li.proration, li.invoice_item, where, li)
                 for li in invoice.lines
             ]
         for item in books.invoice_items.values():
             if item.invoice is None and item.subscription == stripe_subscription_id:
                 out.append(
-                    Line(
-                        item.price,
-                        item.amount,
-                        item.proration,
-                        item.period_start,
-                        item.period_end,
-                        "pending",
-                    )
+                    self._line(item.price, item.amount, item.proration, item.id, "pending", item)
                 )
         return out
 
-    def _price_of_correction(self, invoice_item_id: str | None) -> str | None:
-        """A correction of an ended period is a one-off line without a price; its metadata
-        names the subscription item (the seat type) it corrects."""
+    def _line(
+        self,
+        price: str | None,
+        amount: int,
+        proration: bool,
+        invoice_item_id: str | None,
+        where: str,
+        period: Any,
+    ) -> Line:
+        """A connector's one-off line has no price; its metadata names the subscription item
+        (the seat type) it is for. A waiver credits a written-off proration: it counts
+        where that proration counts."""
         books = self.double.state.books
         item = books.invoice_items.get(invoice_item_id or "")
-        corrected = item.metadata.get("seatsync_subscription_item") if item else None
-        return books.items[corrected].price if corrected in books.items else None
+        metadata = item.metadata if item is not None else {}
+        corrected = metadata.get("seatsync_subscription_item")
+        if price is None and corrected in books.items:
+            price = books.items[corrected].price
+        waiver = "seatsync_waives_outbox" in metadata
+        return Line(
+            price, amount, proration or waiver, period.period_start, period.period_end, where
+        )
 
     def quantities(self, stripe_subscription_id: str) -> dict[str, int]:
         """Stripe's quantity per price."""

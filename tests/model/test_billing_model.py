@@ -103,8 +103,7 @@ FAULTS = (
 # Connector bugs the model found (tests/model/test_found_regressions.py has each as an
 # xfail). While one is listed the machine steers around it, so that CI stays green and the
 # hunt looks for new ones; the lead deletes the entry with the fix (and the xfail).
-FLEXIBLE_WRITE_OFF = "flexible write-off"  # test_flexible_mode_a_written_off_seat_is_...
-KNOWN_BUGS = frozenset({FLEXIBLE_WRITE_OFF})
+KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -635,9 +634,7 @@ class BillingMachine(RuleBasedStateMachine):
         actions = ["resync"]
         if self.dead_charges(current_period_only=True):
             actions.append("retry")
-        if self.dead_charges(current_period_only=False) and not (
-            FLEXIBLE_WRITE_OFF in KNOWN_BUGS and self.billing_mode == "flexible"
-        ):
+        if self.dead_charges(current_period_only=False):
             actions.append("write_off")
         action = data.draw(st.sampled_from(actions), label="ops action")
         if action == "resync":

@@ -36,22 +36,17 @@ def users(mode: str, *, licences: int = 10, floor: int = 0, unit: int = 36500) -
     return Config(mode, "year", JAN_1_2026, (SeatConfig("users", "manual", floor, licences, unit),))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="found by the model: in flexible billing mode a written-off charge is billed "
-    "again by the next prorated increase (Stripe credits what the period was billed for)",
-)
-def test_flexible_mode_a_written_off_seat_is_charged_by_the_next_purchase(
-    worlds: WorldFactory,
+@pytest.mark.parametrize("mode", ["flexible", "classic"])
+def test_a_written_off_seat_is_not_charged_by_the_next_purchase(
+    worlds: WorldFactory, mode: str
 ) -> None:
     """10 paid. 2026-03-15: buy 1, Stripe refuses the charge (400); ops write it off: the
-    seat counts as paid and the connector moves Stripe's quantity to 11 without proration.
-    2026-04-14: buy 1 more. The rules: charge one seat from 04-14, 262 days: 26,200.
-    Stripe invoices 52,400: flexible mode credits the 10 seats the period was billed for
-    and charges 12, so the written-off seat is charged after all (classic mode, which
-    credits the current 11, is right)."""
-    with machine(worlds, users("flexible")) as m:
+    seat counts as paid. 2026-04-14: buy 1 more. The rules: charge one seat from 04-14, 262
+    days: 26,200. Before the fix the write-off moved Stripe's quantity to 11 without
+    proration, and Stripe invoiced 52,400 in flexible mode: it credits the 10 seats the
+    period was billed for and charges 12, so the written-off seat was charged after all.
+    Now Stripe bills the written-off seat and a waiver credits it on the same invoice."""
+    with machine(worlds, users(mode)) as m:
         m.do_move_clock("days", 73)  # 2026-03-15
         m.do_buy("users", 1, "400")
         m.the_rules_hold()
@@ -60,7 +55,7 @@ def test_flexible_mode_a_written_off_seat_is_charged_by_the_next_purchase(
         m.the_rules_hold()
         m.do_move_clock("days", 30)  # 2026-04-14
         m.do_buy("users", 1)
-        m.the_rules_hold()  # now: Stripe holds 52400, the rules say 26200
+        m.the_rules_hold()  # before the fix, flexible: Stripe held 52400, the rules 26200
 
 
 @pytest.mark.parametrize("mode", ["flexible", "classic"])
