@@ -7,10 +7,11 @@ transaction begins (`BEGIN IMMEDIATE`), so two requests never read the same coun
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +38,9 @@ def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
     if threads and database not in (None, "", ":memory:"):
         kwargs.setdefault("max_overflow", 10 + threads)
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, **kwargs)
+        _ping_after_idle(engine)
+        return engine
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
@@ -60,6 +63,33 @@ def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# A pooled connection idle this long is checked before use (the server may have closed it).
+IDLE_BEFORE_PING_SECONDS = 5.0
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """`pool_pre_ping`, but only for a connection that sat idle: under load a connection is
+    reused within milliseconds and a ping per request would cost one round trip in five. A
+    connection that fails its ping is replaced before anyone uses it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()  # the driver began a transaction for the ping
+        except Exception as error:  # the pool discards it and connects anew
+            raise exc.DisconnectionError(f"connection failed its ping: {error}") from error
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
