@@ -10,7 +10,11 @@ from flask_openapi3.models.info import Info
 from flask_openapi3.openapi import OpenAPI
 from sqlalchemy import Engine
 
-from connector.adapters.database import make_engine, make_session_factory
+from connector.adapters.database import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+)
 from connector.adapters.notify import SmtpAndHttpChannels
 from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
 from connector.api import billing_ops, contracts, ops, payments, seats, service
@@ -88,6 +92,7 @@ def create_app(
         clock=clock,
         resync=jobs.resync,
         key_prefix=jobs.outbox_drain.ctx.key_prefix,
+        reads=make_read_session_factory(engine),
     )
     if settings.sync.run_in_web if run_jobs is None else run_jobs:
         app.extensions["seatsync_scheduler"] = start_background(jobs)

@@ -60,7 +60,8 @@ def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("isolation_level") != AUTOCOMMIT:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -94,3 +95,15 @@ def _ping_after_idle(engine: Engine) -> None:
 
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+AUTOCOMMIT = "AUTOCOMMIT"
+
+
+def make_read_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions for views that only read: each statement on its own, no transaction — no
+    BEGIN and ROLLBACK round trips, and on SQLite no write lock. Never for a change (its
+    reads and writes must be one transaction)."""
+    return sessionmaker(
+        engine.execution_options(isolation_level=AUTOCOMMIT), expire_on_commit=False
+    )

@@ -54,11 +54,32 @@ def lock_seat_type(session: Session, subscription: Subscription, name: str) -> S
         .with_for_update(key_share=True)
     ).first()
     if seat_type is None:
-        raise NotFound(
-            "unknown_seat_type",
-            f"subscription {subscription.id} has no seat type {name!r}",
-        )
+        raise unknown_seat_type(subscription, name)
     return seat_type
+
+
+def unknown_seat_type(subscription: Subscription, name: str) -> NotFound:
+    return NotFound(
+        "unknown_seat_type", f"subscription {subscription.id} has no seat type {name!r}"
+    )
+
+
+def lock_subscription_with_seat_type(
+    session: Session, subscription_ref: str, name: str
+) -> tuple[Subscription, SeatType | None]:
+    """The subscription (our id or Stripe's) and its seat type `name`, both locked in one
+    statement — the subscription first, the one lock order. The seat type is None if the
+    subscription has none of that name."""
+    for column in (Subscription.id, Subscription.stripe_subscription_id):
+        row = session.execute(
+            select(Subscription, SeatType)
+            .join(SeatType, SeatType.subscription_id == Subscription.id)
+            .where(column == subscription_ref, SeatType.name == name)
+            .with_for_update(key_share=True)
+        ).first()
+        if row is not None:
+            return row[0], row[1]
+    return find_subscription(session, subscription_ref, lock=True), None
 
 
 def seat_types_of(

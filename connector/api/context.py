@@ -55,6 +55,8 @@ class Wiring:
     resync: Callable[[str], None]
     # `seatsync-<installation id>`: the start of every idempotency key sent to Stripe.
     key_prefix: Callable[[], str]
+    # Sessions for the read-only views (no transaction: see make_read_session_factory).
+    reads: SessionFactory
     # API keys verified lately (a revocation elsewhere takes effect within its TTL).
     keys: KeyCache = field(default_factory=KeyCache)
 

@@ -142,7 +142,7 @@ class SubscriptionsQuery(BaseModel):
 def list_subscriptions(query: SubscriptionsQuery) -> Response:
     """Registered subscriptions with their plan views, oldest registration first; filter by
     Stripe customer."""
-    with wiring().sessions() as session:
+    with wiring().reads() as session:
         page = views.subscription_page(
             session, query.stripe_customer_id, query.limit, query.starting_after
         )
@@ -154,7 +154,7 @@ def list_subscriptions(query: SubscriptionsQuery) -> Response:
 def get_plan_view(path: SubscriptionPath) -> Response:
     """The live plan view: licences, floor, additional units, holders, billed now and at
     renewal, what Stripe shows and whether the two agree."""
-    with wiring().sessions() as session:
+    with wiring().reads() as session:
         return jsonify(views.plan_view(session, path.id).model_dump(mode="json"))
 
 
@@ -248,7 +248,7 @@ def quote(path: SeatPath, body: QuantityRequest) -> Response:
     """Preview buying `quantity` now: the charge, invoiced now or on the next invoice, and the
     new recurring amount. Changes nothing."""
     _check_quantity(body.quantity)
-    with wiring().sessions() as session:
+    with wiring().reads() as session:
         result = views.quote(session, path.id, path.seat_type, body.quantity, wiring().clock())
     return jsonify(result.model_dump(mode="json"))
 
@@ -257,6 +257,6 @@ def quote(path: SeatPath, body: QuantityRequest) -> Response:
 @scoped(BP, Scope.SEATS_READ)
 def ledger(path: SubscriptionPath, query: LedgerQuery) -> Response:
     """The seat ledger, newest first."""
-    with wiring().sessions() as session:
+    with wiring().reads() as session:
         page = views.ledger_page(session, path.id, query.limit, query.starting_after)
     return jsonify(page.model_dump(mode="json"))

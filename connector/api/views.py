@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Boolean, String, func, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import (
@@ -71,26 +71,35 @@ class _Tally:
 
 
 def _tallies(session: Session, subscription_id: str) -> dict[int, _Tally]:
-    """Every seat type's tally in two grouped queries (not three per seat type)."""
-    tallies: dict[int, _Tally] = defaultdict(_Tally)
-    for seat_type_id, state, occupies, count in session.execute(
+    """Every seat type's tally in one statement: the holders grouped by state and licence,
+    then (state null) the changes pending, per seat type."""
+    holders = (
         select(Holder.seat_type_id, Holder.state, Holder.occupies_licence, func.count())
         .join(SeatType, SeatType.id == Holder.seat_type_id)
         .where(SeatType.subscription_id == subscription_id)
         .group_by(Holder.seat_type_id, Holder.state, Holder.occupies_licence)
-    ):
-        tally = tallies[seat_type_id]
-        tally.by_state[state] = tally.by_state.get(state, 0) + count
-        tally.in_use += count if occupies else 0
-    for seat_type_id, count in session.execute(
-        select(OutboxRecord.seat_type_id, func.count())
+    )
+    pending = (
+        select(
+            OutboxRecord.seat_type_id,
+            null().cast(String),
+            null().cast(Boolean),
+            func.count(),
+        )
         .where(
             OutboxRecord.subscription_id == subscription_id,
             OutboxRecord.status == OutboxStatus.PENDING,
         )
         .group_by(OutboxRecord.seat_type_id)
-    ):
-        tallies[seat_type_id].pending = count
+    )
+    tallies: dict[int, _Tally] = defaultdict(_Tally)
+    for seat_type_id, state, occupies, count in session.execute(union_all(holders, pending)):
+        tally = tallies[seat_type_id]
+        if state is None:
+            tally.pending = count
+            continue
+        tally.by_state[state] = tally.by_state.get(state, 0) + count
+        tally.in_use += count if occupies else 0
     return tallies
 
 
@@ -108,9 +117,22 @@ def _true_up_due(seat_type: SeatType, counts: SeatCounts, currency: str) -> dict
     }
 
 
+def _with_customer(session: Session, subscription_ref: str) -> tuple[Subscription, str]:
+    """The subscription (our id or Stripe's) and its Stripe customer, in one statement."""
+    for column in (Subscription.id, Subscription.stripe_subscription_id):
+        row = session.execute(
+            select(Subscription, Account.stripe_customer_id)
+            .join(Account, Account.id == Subscription.account_id)
+            .where(column == subscription_ref)
+        ).first()
+        if row is not None:
+            return row[0], row[1]
+    find_subscription(session, subscription_ref)  # raises its 404
+    raise AssertionError("a subscription without its account")
+
+
 def plan_view(session: Session, subscription_ref: str) -> PlanView:
-    subscription = find_subscription(session, subscription_ref)
-    account = session.get_one(Account, subscription.account_id)
+    subscription, stripe_customer_id = _with_customer(session, subscription_ref)
     currency = subscription.currency
     views: list[SeatTypeView] = []
     recurring_now = recurring_renewal = 0
@@ -159,7 +181,7 @@ def plan_view(session: Session, subscription_ref: str) -> PlanView:
     return PlanView(
         id=subscription.id,
         stripe_subscription_id=subscription.stripe_subscription_id,
-        stripe_customer_id=account.stripe_customer_id,
+        stripe_customer_id=stripe_customer_id,
         status=subscription.status,
         billing_mode=subscription.billing_mode,
         currency=currency,

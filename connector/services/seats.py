@@ -20,11 +20,11 @@ from connector.adapters.models import Holder, LedgerEntry, SeatType, Subscriptio
 from connector.adapters.repository import (
     charge_terms_of,
     counts_of,
-    find_subscription,
-    lock_seat_type,
+    lock_subscription_with_seat_type,
     period_of,
     start_period,
     terms_of,
+    unknown_seat_type,
 )
 from connector.domain import seats as domain
 from connector.domain.proration import (
@@ -198,13 +198,16 @@ def apply_rule(operation: Callable[[], SeatCounts]) -> SeatCounts:
 def open_seat_type(
     session: Session, ctx: ChangeContext, subscription_ref: str, seat_type_name: str
 ) -> tuple[Subscription, SeatType, SeatCounts]:
-    subscription = find_subscription(session, subscription_ref, lock=True)
+    subscription, seat_type = lock_subscription_with_seat_type(
+        session, subscription_ref, seat_type_name
+    )
     if subscription.status in ENDED_SUBSCRIPTION_STATUSES:
         raise Conflict(
             "subscription_ended",
             f"subscription {subscription.id} is {subscription.status}: seats can no longer change",
         )
-    seat_type = lock_seat_type(session, subscription, seat_type_name)
+    if seat_type is None:
+        raise unknown_seat_type(subscription, seat_type_name)
     roll_period_if_due(session, subscription, ctx.now)
     # A true-up that came due is settled before any later change can count in its period.
     from connector.services.true_up import settle_due  # it records through this module
