@@ -236,17 +236,27 @@ def register(database_url: str, sandbox_url: str) -> tuple[str, list[str]]:
 
 # --- load ----------------------------------------------------------------------------------
 
+# Each wrk thread has a Lua state of its own, with the same random sequence unless seeded:
+# the thread number goes into every Idempotency-Key, so no two requests share one.
 LUA = """
 local paths = {%(paths)s}
 local method = "%(method)s"
 local counter = 0
+local made = 0
+function setup(thread)
+  made = made + 1
+  thread:set("tid", made)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + tid)
+end
 request = function()
   counter = counter + 1
   local path = paths[math.random(#paths)]
   local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
   if method == "POST" then
-    local unique = string.format("%%d-%%d", math.random(1e9), counter)
-    headers["Idempotency-Key"] = "wrk-" .. unique .. "-" .. os.time()
+    local unique = string.format("%%d-%%d-%%d", tid, counter, os.time())
+    headers["Idempotency-Key"] = "wrk-%(run)s-" .. unique
     return wrk.format("POST", path, headers, '{"quantity": 1}')
   end
   return wrk.format("GET", path, headers)
@@ -272,6 +282,7 @@ def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns:
         "paths": ", ".join(f'"{p}"' for p in paths),
         "method": method,
         "key": key,
+        "run": uuid.uuid4().hex[:8],  # rounds never reuse a key either
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)

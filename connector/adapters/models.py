@@ -102,8 +102,8 @@ class Subscription(Base):
 class SeatType(Base):
     """One billed unit kind of a subscription: one Stripe subscription item (one price).
 
-    `licences` and `peak` are the counts of the current period; the holders in use are
-    counted from the holders table, inside the transaction that holds this row's lock.
+    `licences` and `peak` are the counts of the current period, `in_use` the holders taking
+    a licence; all three change only inside the transaction that holds this row's lock.
     """
 
     __tablename__ = "seat_types"
@@ -125,6 +125,9 @@ class SeatType(Base):
     membership_required: Mapped[bool] = mapped_column(Boolean, default=False)
     licences: Mapped[int] = mapped_column(Integer)
     peak: Mapped[int] = mapped_column(Integer)
+    # Holders taking a licence now (the count of `holders.occupies_licence`), kept with the
+    # counts by `record_change` under this row's lock: no count per change.
+    in_use: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The quantity Stripe was last seen to hold, and when (registration, sync, reconcile).
     stripe_quantity: Mapped[int] = mapped_column(Integer)
     stripe_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import Group, Holder, SeatType, Subscription
@@ -111,21 +111,9 @@ def period_of(subscription: Subscription) -> Period:
     return Period(subscription.current_period_start, subscription.current_period_end)
 
 
-def count_in_use(session: Session, seat_type: SeatType) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Holder)
-            .where(Holder.seat_type_id == seat_type.id, Holder.occupies_licence.is_(True))
-        )
-        or 0
-    )
-
 
 def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
-    return SeatCounts(
-        licences=seat_type.licences, peak=seat_type.peak, in_use=count_in_use(session, seat_type)
-    )
+    return SeatCounts(licences=seat_type.licences, peak=seat_type.peak, in_use=seat_type.in_use)
 
 
 def target_quantity(session: Session, seat_type: SeatType) -> int:

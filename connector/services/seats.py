@@ -138,7 +138,7 @@ def record_change(
         else stripe_quantity_before
     )
     target_after = domain.billed_at_renewal(terms, after)
-    seat_type.licences, seat_type.peak = after.licences, after.peak
+    seat_type.licences, seat_type.peak, seat_type.in_use = after.licences, after.peak, after.in_use
     assignments.track(session, ctx.now, subscription, seat_type, after)
 
     behavior: ProrationBehavior | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import stripe
 from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
 
 from stripe_sandbox.double import StripeDouble
 from tests import stripe_setup
@@ -148,3 +149,48 @@ def test_team_licences_cannot_also_require_membership(
         headers=auth,
     )
     assert refused.status_code == 422
+
+
+def test_the_licences_in_use_kept_on_the_row_follow_every_holder_change(
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    engine: Engine,
+) -> None:
+    """Seat changes read the count kept on the seat type row (no count per change): after
+    assigning, deactivating, archiving and restoring a team, unassigning and removing
+    inactive holders, it is the number of holders that take a licence."""
+    view = register(
+        client, auth, stripe_client, 4, policy="manual", licences=4, membership_required=True
+    )
+    base = f"/v1/subscriptions/{view['id']}/seats/teams/holders"
+
+    def kept_and_counted() -> tuple[int, int]:
+        with engine.connect() as connection:
+            row = connection.execute(
+                text(
+                    "SELECT in_use, (SELECT count(*) FROM holders WHERE "
+                    "holders.seat_type_id = seat_types.id AND holders.occupies_licence) "
+                    "FROM seat_types"
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    steps = [
+        ("PUT", f"{base}/ann", {"groups": ["team-a"]}, 1),
+        ("PUT", f"{base}/bob", {"groups": ["team-a", "team-b"]}, 2),
+        ("PUT", f"{base}/cy", {"groups": ["team-b"]}, 3),
+        ("PATCH", f"{base}/cy", {"state": "inactive"}, 2),
+        ("PATCH", f"/v1/subscriptions/{view['id']}/groups/team-a", {"archived": True}, 1),
+        ("PATCH", f"{base}/cy", {"state": "active"}, 2),
+        ("DELETE", f"{base}/bob", None, 1),
+        ("PATCH", f"{base}/ann", {"state": "inactive"}, 1),
+        ("PATCH", f"/v1/subscriptions/{view['id']}/groups/team-a", {"archived": False}, 1),
+        ("PATCH", f"{base}/ann", {"state": "active"}, 2),
+        ("PATCH", f"{base}/ann", {"state": "inactive"}, 1),
+        ("POST", f"{base}/remove-inactive", None, 1),
+    ]
+    for method, path, body, in_use in steps:
+        response = client.open(path, method=method, json=body, headers=auth)
+        assert response.status_code == 200, (path, response.json)
+        assert kept_and_counted() == (in_use, in_use), (method, path, body)

@@ -201,6 +201,18 @@ class World:
         subscription = books.subscriptions[stripe_subscription_id]
         return {books.items[i].price: books.items[i].quantity for i in subscription.items}
 
+    def in_use_kept_and_counted(self) -> list[tuple[str, int, int]]:
+        """Per seat type: the licences in use its row keeps, and the holders taking one."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT name, in_use, (SELECT count(*) FROM holders WHERE "
+                    "holders.seat_type_id = seat_types.id AND holders.occupies_licence) "
+                    "FROM seat_types"
+                )
+            ).all()
+        return [(str(name), int(kept), int(counted)) for name, kept, counted in rows]
+
     def seat_type_ids(self) -> dict[int, str]:
         with self.engine.connect() as connection:
             rows = connection.execute(text("SELECT id, name FROM seat_types")).all()

@@ -765,6 +765,9 @@ class BillingMachine(RuleBasedStateMachine):
                 "active": seat.in_use,
                 "inactive": len(seat.holders) - seat.in_use,
             }, shown
+        # The count kept on the seat type row (what decisions read) is the holders' count.
+        for name, kept, counted in self.w.in_use_kept_and_counted():
+            assert kept == counted == self.m.seats[name].in_use, (name, kept, counted)
 
 
 def run_model(worlds: WorldFactory) -> None:
