@@ -334,9 +334,10 @@ class OutboxDrain:
         if wait_until is not None:
             outbox.postpone(ctx, record_ids, wait_until, "waiting for Stripe's hourly update limit")
             return
-        deferred = False
         if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
-            updates, deferred = within_invoice_budget(
+            # Beyond Stripe's invoice limits the charges go as pending prorations; settling
+            # them sets the subscription's invoice for the next slot (stripe_calls).
+            updates, _ = within_invoice_budget(
                 updates, stripe_calls.invoices_allowed(ctx, run.subscription_id)
             )
         for update in updates:
@@ -363,9 +364,6 @@ class OutboxDrain:
                     outbox.postpone(ctx, later, wait, WAITING_FOR_WAIVER)
                     return
 
-        invoice_slot = (
-            stripe_calls.next_invoice_slot(ctx, run.subscription_id) if deferred else None
-        )
         with ctx.sessions.begin() as session:
             rest = session.scalars(
                 select(OutboxRecord).where(
@@ -386,7 +384,3 @@ class OutboxDrain:
             if not updates:
                 seat_type = session.get_one(SeatType, seat_type_id)
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, ctx.clock()
-            if invoice_slot is not None:
-                session.get_one(
-                    Subscription, run.subscription_id
-                ).invoice_pending_items_at = invoice_slot

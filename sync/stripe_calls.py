@@ -112,8 +112,15 @@ def settle_call(
     latest_invoice: str | None,
 ) -> int:
     """Stripe did it: raise the paid mark, and the charged records are done (returns how
-    many)."""
+    many). A charge that was to be invoiced at once but went as pending prorations (the
+    subscription's invoice limit was reached) gets its invoice due at the next slot — here,
+    with the settle, whichever run settles it."""
     invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
+    slot = (
+        next_invoice_slot(ctx, _subscription_of_call(ctx, call_id))
+        if update.behavior is ProrationBehavior.CREATE_PRORATIONS
+        else None
+    )
     with ctx.sessions.begin() as session:
         call = session.get_one(StripeCall, call_id)
         call.outcome, call.error = CallOutcome.OK, None
@@ -136,11 +143,23 @@ def settle_call(
                 None,
             )
             record.stripe_object_ids = [latest_invoice] if invoiced and latest_invoice else []
+        deferred = slot is not None and any(
+            r.proration_behavior == ProrationBehavior.ALWAYS_INVOICE for r in settled
+        )
+        if deferred:
+            subscription = session.get_one(Subscription, call.subscription_id)
+            if subscription.invoice_pending_items_at is None:
+                subscription.invoice_pending_items_at = slot
         changed = [record.changed_at for record in settled]
     now = ctx.clock()
     for changed_at in changed:  # seatsync_sync_lag_seconds: from the change to Stripe's yes
         SYNC_LAG.observe(max(0.0, (now - changed_at).total_seconds()))
     return len(changed)
+
+
+def _subscription_of_call(ctx: SyncContext, call_id: int) -> str:
+    with ctx.sessions() as session:
+        return session.get_one(StripeCall, call_id).subscription_id
 
 
 def note_failure(ctx: SyncContext, call_id: int, failure: StripeCallFailed) -> None:

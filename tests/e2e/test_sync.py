@@ -170,6 +170,31 @@ def test_invoices_beyond_stripes_limits_are_deferred_and_invoiced_later(
     assert abs(sum(i.total for i in s.new_invoices()) - expected) <= 12  # rounding per line
 
 
+def test_a_deferred_invoice_survives_a_write_settled_on_a_later_run(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    """Found by the billing model: past Stripe's daily invoice limit a charge goes as pending
+    prorations, to be invoiced at the next slot. When that write got no clear answer (a 429)
+    and was settled on the next run, the slot was never set: the charge waited for the
+    renewal invoice instead of being invoiced at once (more than 30 days left)."""
+    s = scenario(sync=make_sync(invoices_per_day=1))
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    s.drain()  # the day's one invoice
+    s.post("licenses", 1)
+    double.inject_fault(
+        "POST", rf"/v1/subscriptions/{s.stripe_sub.id}", status=429, error_code="lock_timeout"
+    )
+    assert s.sync.drain().records_retrying == 1
+    double.advance(60)
+    s.drain()  # sent again with the same key, as pending prorations
+    assert len(s.pending_items()) == 2 and len(s.new_invoices()) == 1
+    double.advance(24 * 3600)
+    s.drain()  # the next slot: invoiced
+    assert s.pending_items() == []
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15] * 2
+
+
 def test_two_workers_share_the_work_and_each_change_reaches_stripe_once(
     scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
 ) -> None:

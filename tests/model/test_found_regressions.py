@@ -121,3 +121,30 @@ def test_a_dead_letter_asks_ops_to_invoice_its_own_amount(worlds: WorldFactory) 
             said = re.search(r"invoice (\d+) \w+ by hand", record["last_error"] or "")
             if said is not None:
                 assert int(said.group(1)) == record["charge_amount"], record
+
+
+# The shrunk run the model printed: 23 purchases over one day, some with Stripe faults.
+PURCHASES_PAST_THE_INVOICE_LIMIT = [
+    (3, "429"), (3, "none"), (1, "none"), (1, "worker_down"), (4, "none"), (1, "client_retry"),
+    (4, "none"), (1, "none"), (3, "get_500"), (1, "crash_after"), (2, "none"), (2, "none"),
+    (2, "none"), (2, "timeout"), (2, "500"), (2, "none"), (3, "429"), (4, "card_declined"),
+    (3, "none"), (4, "timeout_after"), (2, "none"), (4, "get_500"), (4, "429"),
+]  # fmt: skip
+
+
+def test_a_charge_past_the_invoice_limit_is_invoiced_even_when_its_write_is_retried(
+    worlds: WorldFactory,
+) -> None:
+    """Yearly price 365.00, flexible mode, no licences. Purchases one after another: each
+    more than 30 days before the renewal, so each is invoiced at once — until Stripe's 20
+    invoices a day are used up; then the charge goes as pending prorations and the
+    subscription is invoiced at the next slot. The last purchase (day 2) met a 429 and was
+    settled on the next run: before the fix no slot was set, and its 145,614 waited for
+    the renewal invoice. (tests/e2e/test_sync.py has the same bug in four steps.)"""
+    config = Config(
+        "flexible", "year", 1_767_228_589, (SeatConfig("users", "manual", 0, 0, 36500),)
+    )
+    with machine(worlds, config) as m:
+        for quantity, fault in PURCHASES_PAST_THE_INVOICE_LIMIT:
+            m.do_buy("users", quantity, fault)
+            m.the_rules_hold()
