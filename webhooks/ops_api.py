@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from connector.adapters.models import StripeEvent
 from connector.api.context import scoped, wiring
 from connector.api.errors import COMMON_ERRORS
-from connector.api.schemas import ChangeHeaders, ErrorBody
+from connector.api.schemas import ChangeHeaders, ErrorBody, RequestPart
 from connector.domain.stripe_events import EventStatus
 from connector.services.apikeys import Scope
 from webhooks.processing import retry_event, stored_events
@@ -50,7 +50,7 @@ class StripeEventList(BaseModel):
     data: list[StripeEventView] = Field(description="newest first")
 
 
-class EventQuery(BaseModel):
+class EventQuery(RequestPart):
     status: EventStatus | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -26,6 +26,8 @@ from connector.errors import ServiceError
 from connector.observability import bind_request_id
 from connector.services.apikeys import KeyCache, Scope
 from connector.services.seats import Actor, ChangeContext
+
+STORED_REQUESTS: Table = IdempotentRequest.__table__  # type: ignore[assignment]
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
@@ -203,7 +205,7 @@ def _claim(session: Session, key: str) -> int | None:
     in flight makes this wait until the twin commits (then None) or rolls back (then ours)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     return session.execute(
-        insert(IdempotentRequest)
+        insert(STORED_REQUESTS)  # Core: one statement, no ORM bookkeeping
         .values(
             api_key_id=actor().key_id,
             key=key,
@@ -213,7 +215,7 @@ def _claim(session: Session, key: str) -> int | None:
             created_at=wiring().clock(),
         )
         .on_conflict_do_nothing()
-        .returning(IdempotentRequest.id)
+        .returning(STORED_REQUESTS.c.id)
     ).scalar()
 
 
@@ -253,8 +255,8 @@ def run_change(
                 body = change(session, change_context()).model_dump(mode="json")
                 if claim is not None:
                     session.execute(
-                        update(IdempotentRequest)
-                        .where(IdempotentRequest.id == claim)
+                        update(STORED_REQUESTS)
+                        .where(STORED_REQUESTS.c.id == claim)
                         .values(status_code=status, response_body=body)
                     )
         except IntegrityError:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AnyHttpUrl, BaseModel, Field, StringConstraints, UrlConstraints
 
-from connector.api.schemas import ExternalId, Money, Strict
+from connector.api.schemas import ExternalId, Money, RequestPart, Strict
 from connector.domain.true_up import TrueUpStatus
 
 Email = Annotated[
@@ -113,7 +113,7 @@ class TrueUpStatusView(BaseModel):
 # --- exports ------------------------------------------------------------------------------
 
 
-class BilledHoldersQuery(BaseModel):
+class BilledHoldersQuery(RequestPart):
     month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="the month, YYYY-MM (UTC)")
     subscription: ExternalId | None = Field(
         default=None, description="only this subscription (our id or Stripe's)"

@@ -3,6 +3,7 @@ from these, so what is written here is exactly what callers get."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,24 @@ Quantity = Annotated[
 ]
 
 
+# --- headers and query strings -----------------------------------------------------------
+
+_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+class RequestPart(BaseModel):
+    """A model of headers or query parameters. flask-openapi3 makes its JSON schema afresh
+    on every request (to read the properties); it never changes, so it is made once per
+    class and arguments and copied out (a caller may change what it gets)."""
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in _SCHEMAS:
+            _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(_SCHEMAS[key])
+
+
 # --- errors -----------------------------------------------------------------------------
 
 
@@ -52,7 +71,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ChangeHeaders(BaseModel):
+class ChangeHeaders(RequestPart):
     """Headers of a state-changing request."""
 
     idempotency_key: str | None = Field(
@@ -67,7 +86,7 @@ class ChangeHeaders(BaseModel):
     )
 
 
-class ChargeHeaders(BaseModel):
+class ChargeHeaders(RequestPart):
     """Headers of a request that can charge money: the key is required."""
 
     idempotency_key: str = Field(

@@ -35,6 +35,7 @@ from connector.api.schemas import (
     PlanView,
     QuantityRequest,
     Quote,
+    RequestPart,
     SeatChange,
     StripeId,
     SubscriptionPage,
@@ -73,7 +74,7 @@ class HolderPath(SeatPath):
     holder_id: PathId
 
 
-class LedgerQuery(BaseModel):
+class LedgerQuery(RequestPart):
     # An unknown parameter (a `cursor=` for `starting_after=`) is refused, never ignored.
     model_config = ConfigDict(extra="forbid")
 
@@ -127,7 +128,7 @@ def register_subscription(body: RegisterSubscription, header: ChangeHeaders) -> 
     return run_change(change, status=201)
 
 
-class SubscriptionsQuery(BaseModel):
+class SubscriptionsQuery(RequestPart):
     model_config = ConfigDict(extra="forbid")
 
     stripe_customer_id: StripeId | None = Field(default=None, description="only this customer's")

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import LedgerEntry, OutboxRecord, SeatType, Subscription
 from connector.domain.proration import Period, ProrationBehavior
 from connector.domain.states import OutboxKind, OutboxStatus
+
+OUTBOX: Table = OutboxRecord.__table__  # type: ignore[assignment]
+LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +57,30 @@ class StripeWork:
     charge_amount: int | None = None  # default: the change's expected charge
 
 
-def _outbox_record(
-    session: Session, seat_type: SeatType, change: Change, **values: Any
-) -> OutboxRecord:
-    record = OutboxRecord(
-        subscription_id=seat_type.subscription_id,
-        seat_type_id=seat_type.id,
-        stripe_subscription_item_id=seat_type.stripe_subscription_item_id,
-        target_quantity=change.stripe_quantity_after,
-        status=OutboxStatus.PENDING,
-        attempts=0,
-        next_attempt_at=change.at,
-        stripe_object_ids=[],
-        created_at=change.at,
-        **values,
+def _insert(session: Session, table: Table, values: dict[str, Any]) -> int:
+    """One `INSERT ... RETURNING id` in Core: ledger and outbox rows are written once and
+    never edited in the same transaction, so they skip the ORM's unit of work."""
+    return int(session.execute(insert(table).values(values).returning(table.c.id)).scalar_one())
+
+
+def _outbox_record(session: Session, seat_type: SeatType, change: Change, **values: Any) -> int:
+    """Insert an outbox record; returns its id."""
+    return _insert(
+        session,
+        OUTBOX,
+        {
+            "subscription_id": seat_type.subscription_id,
+            "seat_type_id": seat_type.id,
+            "stripe_subscription_item_id": seat_type.stripe_subscription_item_id,
+            "target_quantity": change.stripe_quantity_after,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": change.at,
+            "stripe_object_ids": [],
+            "created_at": change.at,
+            **values,
+        },
     )
-    session.add(record)
-    session.flush()
-    return record
 
 
 def record(
@@ -81,7 +91,7 @@ def record(
     work: StripeWork | None,
 ) -> LedgerEntry:
     """Append the ledger entry and, with `work`, the outbox record it points to."""
-    outbox: OutboxRecord | None = None
+    outbox: int | None = None
     if work is not None:
         outbox = _outbox_record(
             session,
@@ -139,7 +149,7 @@ def record_write_off(
         proration_behavior=ProrationBehavior.NONE.value,
         proration_date=refused.proration_date,
         charge_amount=-refused.charge_amount,
-        waives_outbox_id=charge.id,
+        waives_outbox_id=charge,
     )
     return _ledger_entry(session, subscription, seat_type, change, charge)
 
@@ -149,29 +159,28 @@ def _ledger_entry(
     subscription: Subscription,
     seat_type: SeatType,
     change: Change,
-    outbox: OutboxRecord | None,
+    outbox_id: int | None,
 ) -> LedgerEntry:
-    entry = LedgerEntry(
-        subscription_id=subscription.id,
-        seat_type=seat_type.name,
-        at=change.at,
-        actor=change.actor,
-        request_id=change.request_id,
-        action=change.action,
-        holder_id=change.holder_id,
-        quantity=change.quantity,
-        licences_before=change.licences_before,
-        licences_after=change.licences_after,
-        billed_before=change.billed_before,
-        billed_after=change.billed_after,
-        stripe_quantity_after=change.stripe_quantity_after,
-        expected_charge=change.expected_charge,
-        currency=subscription.currency,
-        proration_behavior=change.behavior.value if change.behavior else None,
-        reason=change.reason,
-        outbox_id=outbox.id if outbox else None,
-        holder_changes=change.holder_changes,
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    """Insert the ledger entry; returns it (not attached to the session: it never changes)."""
+    values = {
+        "subscription_id": subscription.id,
+        "seat_type": seat_type.name,
+        "at": change.at,
+        "actor": change.actor,
+        "request_id": change.request_id,
+        "action": change.action,
+        "holder_id": change.holder_id,
+        "quantity": change.quantity,
+        "licences_before": change.licences_before,
+        "licences_after": change.licences_after,
+        "billed_before": change.billed_before,
+        "billed_after": change.billed_after,
+        "stripe_quantity_after": change.stripe_quantity_after,
+        "expected_charge": change.expected_charge,
+        "currency": subscription.currency,
+        "proration_behavior": change.behavior.value if change.behavior else None,
+        "reason": change.reason,
+        "outbox_id": outbox_id,
+        "holder_changes": change.holder_changes,
+    }
+    return LedgerEntry(id=_insert(session, LEDGER, values), **values)
