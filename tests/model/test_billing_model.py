@@ -324,14 +324,22 @@ class BillingMachine(RuleBasedStateMachine):
         names = self.seat_type_names
         for record in self.dead_records():
             at = timestamp(record["changed_at"])
-            for charge in self.m.charges:
-                if (
-                    charge.status == BILLED
+            # One charge per dead letter: several changes may share a second; the nearest
+            # amount first (changes of one second and seat type in one period cost the same
+            # per seat).
+            candidates = sorted(
+                (
+                    charge
+                    for charge in self.m.charges
+                    if charge.status == BILLED
                     and charge.period_end in self.unsynced_period_ends
                     and charge.at == at
                     and charge.seat_type == names[record["seat_type_id"]]
-                ):
-                    self.m.refuse(charge)
+                ),
+                key=lambda charge: abs(charge.stripe_amount - record["charge_amount"]),
+            )
+            if candidates:
+                self.m.refuse(candidates[0])
 
     # --- seat changes -----------------------------------------------------------------------
 

@@ -148,3 +148,28 @@ def test_a_charge_past_the_invoice_limit_is_invoiced_even_when_its_write_is_retr
         for quantity, fault in PURCHASES_PAST_THE_INVOICE_LIMIT:
             m.do_buy("users", quantity, fault)
             m.the_rules_hold()
+
+
+def test_two_changes_in_one_second_one_of_them_dead_lettered_at_period_end(
+    worlds: WorldFactory,
+) -> None:
+    """A finding of the model's own (not the connector's): monthly 365.00 from 2026-01-01,
+    no licences. At once: buy 1 (synced) and buy 1 more with the worker down, past two
+    renewals. The connector dead-letters the second (its period ended unsent), and the
+    model had taken both charges of that second as dead."""
+    config = Config(
+        "flexible",
+        "month",
+        1_767_225_600,
+        (
+            SeatConfig("users", "manual", 0, 0, 36500),
+            SeatConfig("numbers", "auto", 0, 0, 36500),
+        ),
+    )
+    with machine(worlds, config) as m:
+        m.do_buy("users", 1)
+        m.the_rules_hold()
+        m.do_buy("users", 1, "worker_down")
+        m.the_rules_hold()
+        m.do_move_clock("weeks", 8)
+        m.the_rules_hold()
