@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import Group, Holder, SeatType, Subscription
@@ -70,16 +70,21 @@ def lock_subscription_with_seat_type(
     """The subscription (our id or Stripe's) and its seat type `name`, both locked in one
     statement — the subscription first, the one lock order. The seat type is None if the
     subscription has none of that name."""
-    for column in (Subscription.id, Subscription.stripe_subscription_id):
-        row = session.execute(
-            select(Subscription, SeatType)
-            .join(SeatType, SeatType.subscription_id == Subscription.id)
-            .where(column == subscription_ref, SeatType.name == name)
-            .with_for_update(key_share=True)
-        ).first()
+    for statement in _LOCK_WITH_SEAT_TYPE:
+        row = session.execute(statement, {"ref": subscription_ref, "name": name}).first()
         if row is not None:
             return row[0], row[1]
     return find_subscription(session, subscription_ref, lock=True), None
+
+
+# Built once: our id first (one primary-key look-up for the usual case), then Stripe's.
+_LOCK_WITH_SEAT_TYPE = [
+    select(Subscription, SeatType)
+    .join(SeatType, SeatType.subscription_id == Subscription.id)
+    .where(column == bindparam("ref"), SeatType.name == bindparam("name"))
+    .with_for_update(key_share=True)
+    for column in (Subscription.id, Subscription.stripe_subscription_id)
+]
 
 
 def seat_types_of(

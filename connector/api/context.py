@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -28,6 +28,18 @@ from connector.services.apikeys import KeyCache, Scope
 from connector.services.seats import Actor, ChangeContext
 
 STORED_REQUESTS: Table = IdempotentRequest.__table__  # type: ignore[assignment]
+# Built once (Core, values as parameters): every keyed change runs both.
+CLAIM = {  # by "is PostgreSQL"
+    postgres: (postgresql.insert if postgres else sqlite.insert)(STORED_REQUESTS)
+    .on_conflict_do_nothing()
+    .returning(STORED_REQUESTS.c.id)
+    for postgres in (True, False)
+}
+ANSWER = (
+    update(STORED_REQUESTS)
+    .where(STORED_REQUESTS.c.id == bindparam("claim"))
+    .values(status_code=bindparam("status"), response_body=bindparam("body"))
+)
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
@@ -203,19 +215,17 @@ def replay_if_repeated() -> Response | None:
 def _claim(session: Session, key: str) -> int | None:
     """Claim the key for this request in one statement; None if it is already taken. A twin
     in flight makes this wait until the twin commits (then None) or rolls back (then ours)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    claim = CLAIM[session.get_bind().dialect.name == "postgresql"]
     return session.execute(
-        insert(STORED_REQUESTS)  # Core: one statement, no ORM bookkeeping
-        .values(
-            api_key_id=actor().key_id,
-            key=key,
-            request_fingerprint=_fingerprint(),
-            status_code=0,  # filled in with the response, in the same transaction
-            response_body={},
-            created_at=wiring().clock(),
-        )
-        .on_conflict_do_nothing()
-        .returning(STORED_REQUESTS.c.id)
+        claim,
+        {
+            "api_key_id": actor().key_id,
+            "key": key,
+            "request_fingerprint": _fingerprint(),
+            "status_code": 0,  # filled in with the response, in the same transaction
+            "response_body": {},
+            "created_at": wiring().clock(),
+        },
     ).scalar()
 
 
@@ -255,9 +265,7 @@ def run_change(
                 body = change(session, change_context()).model_dump(mode="json")
                 if claim is not None:
                     session.execute(
-                        update(STORED_REQUESTS)
-                        .where(STORED_REQUESTS.c.id == claim)
-                        .values(status_code=status, response_body=body)
+                        ANSWER, {"claim": claim, "status": status, "body": body}
                     )
         except IntegrityError:
             # A concurrent request with the same key committed first: answer as it did.

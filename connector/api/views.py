@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, String, func, null, select, union_all
+from sqlalchemy import Boolean, String, bindparam, func, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connector.adapters.models import (
@@ -43,15 +43,37 @@ from connector.domain.true_up import owed_seats
 from connector.errors import Conflict, NotFound
 from connector.services.seats import charge_for
 
+# The plan view's statements, built once (the values go as parameters): the view is the
+# API's busiest read, and building a statement costs more than running it.
+_SEAT_TYPES = (
+    select(SeatType)
+    .where(SeatType.subscription_id == bindparam("subscription"))
+    .order_by(SeatType.id)
+)
+# Per seat type: its holders by state and licence, then (state null) its changes pending.
+_TALLIES = union_all(
+    select(Holder.seat_type_id, Holder.state, Holder.occupies_licence, func.count())
+    .join(SeatType, SeatType.id == Holder.seat_type_id)
+    .where(SeatType.subscription_id == bindparam("subscription"))
+    .group_by(Holder.seat_type_id, Holder.state, Holder.occupies_licence),
+    select(OutboxRecord.seat_type_id, null().cast(String), null().cast(Boolean), func.count())
+    .where(
+        OutboxRecord.subscription_id == bindparam("subscription"),
+        OutboxRecord.status == OutboxStatus.PENDING,
+    )
+    .group_by(OutboxRecord.seat_type_id),
+)
+# The subscription by our id, then by Stripe's, with its Stripe customer.
+_WITH_CUSTOMER = [
+    select(Subscription, Account.stripe_customer_id)
+    .join(Account, Account.id == Subscription.account_id)
+    .where(column == bindparam("ref"))
+    for column in (Subscription.id, Subscription.stripe_subscription_id)
+]
+
 
 def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:
-    return list(
-        session.scalars(
-            select(SeatType)
-            .where(SeatType.subscription_id == subscription.id)
-            .order_by(SeatType.id)
-        )
-    )
+    return list(session.scalars(_SEAT_TYPES, {"subscription": subscription.id}))
 
 
 @dataclass
@@ -71,29 +93,11 @@ class _Tally:
 
 
 def _tallies(session: Session, subscription_id: str) -> dict[int, _Tally]:
-    """Every seat type's tally in one statement: the holders grouped by state and licence,
-    then (state null) the changes pending, per seat type."""
-    holders = (
-        select(Holder.seat_type_id, Holder.state, Holder.occupies_licence, func.count())
-        .join(SeatType, SeatType.id == Holder.seat_type_id)
-        .where(SeatType.subscription_id == subscription_id)
-        .group_by(Holder.seat_type_id, Holder.state, Holder.occupies_licence)
-    )
-    pending = (
-        select(
-            OutboxRecord.seat_type_id,
-            null().cast(String),
-            null().cast(Boolean),
-            func.count(),
-        )
-        .where(
-            OutboxRecord.subscription_id == subscription_id,
-            OutboxRecord.status == OutboxStatus.PENDING,
-        )
-        .group_by(OutboxRecord.seat_type_id)
-    )
+    """Every seat type's tally in one statement."""
     tallies: dict[int, _Tally] = defaultdict(_Tally)
-    for seat_type_id, state, occupies, count in session.execute(union_all(holders, pending)):
+    for seat_type_id, state, occupies, count in session.execute(
+        _TALLIES, {"subscription": subscription_id}
+    ):
         tally = tallies[seat_type_id]
         if state is None:
             tally.pending = count
@@ -119,12 +123,8 @@ def _true_up_due(seat_type: SeatType, counts: SeatCounts, currency: str) -> dict
 
 def _with_customer(session: Session, subscription_ref: str) -> tuple[Subscription, str]:
     """The subscription (our id or Stripe's) and its Stripe customer, in one statement."""
-    for column in (Subscription.id, Subscription.stripe_subscription_id):
-        row = session.execute(
-            select(Subscription, Account.stripe_customer_id)
-            .join(Account, Account.id == Subscription.account_id)
-            .where(column == subscription_ref)
-        ).first()
+    for statement in _WITH_CUSTOMER:
+        row = session.execute(statement, {"ref": subscription_ref}).first()
         if row is not None:
             return row[0], row[1]
     find_subscription(session, subscription_ref)  # raises its 404

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from connector.adapters.models import LedgerEntry, OutboxRecord, SeatType, Subscription
 from connector.domain.proration import Period, ProrationBehavior
@@ -59,8 +60,15 @@ class StripeWork:
 
 def _insert(session: Session, table: Table, values: dict[str, Any]) -> int:
     """One `INSERT ... RETURNING id` in Core: ledger and outbox rows are written once and
-    never edited in the same transaction, so they skip the ORM's unit of work."""
-    return int(session.execute(insert(table).values(values).returning(table.c.id)).scalar_one())
+    never edited in the same transaction, so they skip the ORM's unit of work. The
+    statement is built once per table; the values go as parameters."""
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table).returning(table.c.id)
+    return int(session.execute(statement, values).scalar_one())
+
+
+_INSERTS: dict[Table, ReturningInsert[Any]] = {}
 
 
 def _outbox_record(session: Session, seat_type: SeatType, change: Change, **values: Any) -> int:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from connector.adapters.models import Holder, LedgerEntry, SeatType, Subscription
 from connector.adapters.repository import (
@@ -109,6 +110,34 @@ def charge_for(
     return plan.behavior, plan.proration_date, amount
 
 
+_SEAT_TYPES: Table = SeatType.__table__  # type: ignore[assignment]
+_STORE_COUNTS = (
+    update(_SEAT_TYPES)
+    .where(_SEAT_TYPES.c.id == bindparam("seat_type"))
+    .values(licences=bindparam("new_licences"), peak=bindparam("new_peak"))
+    .values(in_use=bindparam("new_in_use"))
+)
+
+
+def _store_counts(session: Session, seat_type: SeatType, counts: SeatCounts) -> None:
+    """The seat type's new counts in one prepared UPDATE (the hot path of every change); the
+    loaded row takes them as what is stored, so the unit of work has nothing left to do."""
+    stored = (seat_type.licences, seat_type.peak, seat_type.in_use)
+    if stored == (counts.licences, counts.peak, counts.in_use):
+        return
+    session.execute(
+        _STORE_COUNTS,
+        {
+            "seat_type": seat_type.id,
+            "new_licences": counts.licences,
+            "new_peak": counts.peak,
+            "new_in_use": counts.in_use,
+        },
+    )
+    for name in ("licences", "peak", "in_use"):
+        set_committed_value(seat_type, name, getattr(counts, name))
+
+
 def record_change(
     session: Session,
     ctx: ChangeContext,
@@ -138,7 +167,7 @@ def record_change(
         else stripe_quantity_before
     )
     target_after = domain.billed_at_renewal(terms, after)
-    seat_type.licences, seat_type.peak, seat_type.in_use = after.licences, after.peak, after.in_use
+    _store_counts(session, seat_type, after)
     assignments.track(session, ctx.now, subscription, seat_type, after)
 
     behavior: ProrationBehavior | None = None
