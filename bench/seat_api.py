@@ -30,10 +30,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -270,11 +271,56 @@ class Load:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int = 0
+    app_cpu_s: float = 0.0  # CPU seconds of the server's processes during the run
+    db_cpu_s: float = 0.0  # CPU seconds of PostgreSQL's processes during the run
+
+
+# CPU time per request is what the machine's noise barely moves (throughput on a shared
+# 2-core machine swings by half between runs): read from /proc, in clock ticks.
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """Each process's CPU seconds so far."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return seconds
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings (a process born meanwhile counts from zero)."""
+    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
+
+
+def _tree(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(c) for c in children.split())]
+
+
+def _postgres() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
 
 
 def _ms(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def measured(server: int, run: Callable[[], Load]) -> Load:
+    """`run`, with the CPU the server (process `server` and its workers) and PostgreSQL
+    spent meanwhile."""
+    app, db = _cpu_seconds(_tree(server)), _cpu_seconds(_postgres())
+    load = run()
+    load.app_cpu_s = _spent(app, _cpu_seconds(_tree(server)))
+    load.db_cpu_s = _spent(db, _cpu_seconds(_postgres()))
+    return load
 
 
 def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns: int) -> Load:
@@ -297,7 +343,8 @@ def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns:
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0)
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0, requests_done)
 
 
 def profile(master_pid: int, port: int, key: str, ids: list[str], args: Any) -> None:
@@ -370,7 +417,7 @@ def main() -> None:
                 wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
                 profile(master.pid, app_port, key, ids, args)
             return
-        with process(serve, env), process(bare):
+        with process(serve, env) as ours_server, process(bare) as bare_server:
             wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
             wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
             results: dict[str, list[Load]] = {}
@@ -388,25 +435,52 @@ def main() -> None:
             }
             for _ in range(args.rounds):
                 for name, (method, ours, theirs) in cases.items():
-                    for who, base, paths in (
-                        ("seatsync", f"http://127.0.0.1:{app_port}", ours),
-                        ("bare", f"http://127.0.0.1:{bare_port}", theirs),
+                    for who, server, base, paths in (
+                        ("seatsync", ours_server.pid, f"http://127.0.0.1:{app_port}", ours),
+                        ("bare", bare_server.pid, f"http://127.0.0.1:{bare_port}", theirs),
                     ):
-                        load = wrk(base, method, paths, key, args.seconds, args.connections)
+                        load = measured(
+                            server,
+                            partial(wrk, base, method, paths, key, args.seconds, args.connections),
+                        )
                         results.setdefault(f"{name}|{who}", []).append(load)
     print(f"seat API, {args.connections} connections, {args.seconds}s x {args.rounds} rounds")
-    print(f"{'':18} {'seatsync req/s':>15} {'p50/p99 ms':>13} {'bare req/s':>11} {'ratio':>6}")
+    print(
+        f"{'':18} {'seatsync req/s':>15} {'p50/p99 ms':>13} {'bare req/s':>11} "
+        f"{'p50/p99 ms':>13} {'ratio':>6}"
+    )
     for name in cases:
         ours_l, bare_l = results[f"{name}|seatsync"], results[f"{name}|bare"]
         ours_rps = sum(r.rps for r in ours_l) / len(ours_l)
         bare_rps = sum(r.rps for r in bare_l) / len(bare_l)
-        p50 = max(r.p50_ms for r in ours_l)
-        p99 = max(r.p99_ms for r in ours_l)
         errors = sum(r.non_2xx for r in ours_l)
         print(
-            f"{name:18} {ours_rps:15.0f} {p50:6.1f}/{p99:<6.1f} {bare_rps:11.0f} "
-            f"{ours_rps / bare_rps:6.2f}" + (f"  ({errors} non-2xx!)" if errors else "")
+            f"{name:18} {ours_rps:15.0f} {_latency(ours_l):>13} {bare_rps:11.0f} "
+            f"{_latency(bare_l):>13} {ours_rps / bare_rps:6.2f}"
+            + (f"  ({errors} non-2xx!)" if errors else "")
         )
+    print("CPU per request, ms (server + PostgreSQL); the ratio is bare / seatsync:")
+    for name in cases:
+        ours_app, ours_db = _cpu_per_request(results[f"{name}|seatsync"])
+        bare_app, bare_db = _cpu_per_request(results[f"{name}|bare"])
+        print(
+            f"{name:18} seatsync {ours_app:5.2f} + {ours_db:5.2f}   bare {bare_app:5.2f} + "
+            f"{bare_db:5.2f}   ratio {(bare_app + bare_db) / (ours_app + ours_db):5.2f}"
+        )
+
+
+def _cpu_per_request(loads: list[Load]) -> tuple[float, float]:
+    """Milliseconds of CPU per request: the server's, PostgreSQL's."""
+    done = sum(r.requests for r in loads) or 1
+    return (
+        1000 * sum(r.app_cpu_s for r in loads) / done,
+        1000 * sum(r.db_cpu_s for r in loads) / done,
+    )
+
+
+def _latency(loads: list[Load]) -> str:
+    """The worst round's p50 and p99."""
+    return f"{max(r.p50_ms for r in loads):.1f}/{max(r.p99_ms for r in loads):.1f}"
 
 
 if __name__ == "__main__":

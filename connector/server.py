@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -28,16 +27,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self._settings)
 
 
-# How long a thread may hold the GIL while another wants it (Python's default: 5 ms). A
-# request waits on the database a few times; each time its answer arrives, its thread
-# waited up to the full interval for a busy sibling thread to let go.
-THREAD_SWITCH_SECONDS = 0.0005
-
-
-def _prompt_thread_switches(_worker: Any) -> None:
-    sys.setswitchinterval(THREAD_SWITCH_SECONDS)
-
-
 def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
     """Threaded workers: a client that announces more body than it sends holds one thread
     until the timeout, not a whole worker process (as a sync worker would, for 30 s)."""
@@ -49,7 +38,6 @@ def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
         "timeout": 30,
         "keepalive": 5,
         "accesslog": "-",
-        "post_worker_init": _prompt_thread_switches,
     }
     if settings.log_format == "json":  # gunicorn's own lines as JSON too
         options["logconfig_dict"] = gunicorn_log_config(settings.log_level, settings.log_format)
