@@ -22,5 +22,7 @@ def track(
     counts: SeatCounts,
 ) -> None:
     """Called with the counts a change leaves; the seat type row is locked."""
-    seat_type.peak_assigned = peak_after(seat_type.peak_assigned, counts.in_use)
+    peak = peak_after(seat_type.peak_assigned, counts.in_use)
+    if peak != seat_type.peak_assigned:  # an unchanged value would still flush the row
+        seat_type.peak_assigned = peak
     notices.note_over_allocation(session, now, subscription, seat_type, counts)
