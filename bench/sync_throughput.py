@@ -6,8 +6,14 @@ write time is about 300 ms); ONE worker (`OutboxDrain`) with the account rate se
 `--rate` requests a second drains them. Printed: Stripe requests a second while draining,
 next to the allowed rate (the reference of the same run), and subscriptions a second.
 
+With `--sustained-seconds S`: instead, the subscriptions start in sync, and changes arrive
+through the API at `--changes-per-second` (one licence on a random subscription each) for S
+seconds while the worker drains them as they come; printed: the lag from each change's
+acceptance to Stripe's answer (p50, p99, max) and how many reached Stripe.
+
 Run:  .venv/bin/python bench/sync_throughput.py [--subscriptions 2000] [--latency-ms 300]
       [--rate 100] [--concurrency 48] [--database postgresql://postgres@127.0.0.1:5432/test]
+      [--sustained-seconds 60 --changes-per-second 100]
 The set-up (creating and registering N subscriptions through the slow sandbox) takes a
 while; only the drain is timed. PostgreSQL: a throw-away schema is made and dropped.
 """
@@ -16,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import random
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -31,8 +39,11 @@ sys.modules["bench_seat_api"] = seat_api  # its dataclasses look their module up
 _spec.loader.exec_module(seat_api)
 
 
-def setup(database_url: str, sandbox_url: str, count: int, threads: int) -> list[str]:
-    """Migrate, register `count` subscriptions and buy one licence on each (pending)."""
+def setup(
+    database_url: str, sandbox_url: str, count: int, threads: int, *, buy: bool = True
+) -> tuple[list[str], str]:
+    """Migrate, register `count` subscriptions and (with `buy`) buy one licence on each
+    (pending); returns their ids and the API key."""
     import stripe
 
     from connector.adapters.database import make_engine, make_session_factory
@@ -77,6 +88,8 @@ def setup(database_url: str, sandbox_url: str, count: int, threads: int) -> list
         )
         assert registered.status_code == 201, registered.json
         subscription_id: str = (registered.json or {})["id"]
+        if not buy:
+            return subscription_id
         bought = web.post(
             f"/v1/subscriptions/{subscription_id}/seats/users/licenses",
             json={"quantity": 1},
@@ -88,7 +101,79 @@ def setup(database_url: str, sandbox_url: str, count: int, threads: int) -> list
     with ThreadPoolExecutor(threads) as pool:
         ids = list(pool.map(one, range(count)))
     engine.dispose()
-    return ids
+    return ids, key
+
+
+def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, args: Any) -> None:
+    """Changes at a steady rate through the API while the worker drains; then the lags."""
+    from sqlalchemy import text
+
+    from connector.adapters.database import make_engine
+    from connector.app import create_app
+    from connector.config import Settings, StripeSettings
+
+    engine = make_engine(url, pool_size=8, max_overflow=4)
+    app = create_app(
+        Settings(
+            database_url=url, stripe=StripeSettings(api_key="sk_test_bench", api_base=sandbox_url)
+        ),
+        engine=engine,
+        run_jobs=False,
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    producers = 4
+    period = producers / args.changes_per_second
+    window_start = datetime.now(UTC)
+    deadline = time.monotonic() + args.sustained_seconds
+    accepted = []
+
+    def produce(n: int) -> None:
+        web, rng, at, i = app.test_client(), random.Random(n), time.monotonic(), 0
+        while at < deadline:
+            i += 1
+            response = web.post(
+                f"/v1/subscriptions/{rng.choice(ids)}/seats/users/licenses",
+                json={"quantity": 1},
+                headers={**auth, "Idempotency-Key": f"sustained-{n}-{i}"},
+            )
+            assert response.status_code == 200, response.json
+            accepted.append(1)
+            at += period
+            time.sleep(max(0.0, at - time.monotonic()))
+
+    with ThreadPoolExecutor(producers) as pool:
+        made = [pool.submit(produce, n) for n in range(producers)]
+        while not all(f.done() for f in made):
+            if not drain.drain().subscriptions:
+                time.sleep(0.05)  # nothing due yet
+        for f in made:
+            f.result()
+    while drain.drain().records_done:  # the tail
+        pass
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT status, created_at, done_at FROM outbox WHERE created_at >= :start "
+                "ORDER BY created_at"
+            ),
+            {"start": window_start},
+        ).all()
+    engine.dispose()
+    lags = sorted((row.done_at - row.created_at).total_seconds() for row in rows if row.done_at)
+    pending = sum(1 for row in rows if row.done_at is None)
+
+    def pct(q: float) -> float:
+        return lags[min(len(lags) - 1, int(q * len(lags)))] if lags else float("nan")
+
+    print(
+        f"{len(accepted)} changes in {args.sustained_seconds} s "
+        f"({len(accepted) / args.sustained_seconds:.0f}/s) over {len(ids)} subscriptions; "
+        f"one worker, {args.concurrency} threads, Stripe at {args.latency_ms} ms, "
+        f"{args.rate:.0f} requests/s allowed:\n"
+        f"  lag from acceptance to Stripe: p50 {pct(0.5):.1f} s, p99 {pct(0.99):.1f} s, "
+        f"max {lags[-1] if lags else float('nan'):.1f} s; {len(lags)} reached Stripe, "
+        f"{pending} not"
+    )
 
 
 def main() -> None:
@@ -98,6 +183,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=48)
     parser.add_argument("--database", default=seat_api.DEFAULT_POSTGRES)
+    parser.add_argument("--sustained-seconds", type=int, default=0)
+    parser.add_argument("--changes-per-second", type=float, default=100.0)
     args = parser.parse_args()
 
     from connector.adapters.database import make_engine, make_session_factory
@@ -119,7 +206,13 @@ def main() -> None:
     with seat_api.throwaway_schema(args.database) as url, seat_api.process(sandbox):
         seat_api.wait_until_up(f"{sandbox_url}/_sandbox/state")
         started = time.monotonic()
-        setup(url, sandbox_url, args.subscriptions, min(64, args.concurrency))
+        ids, key = setup(
+            url,
+            sandbox_url,
+            args.subscriptions,
+            min(64, args.concurrency),
+            buy=not args.sustained_seconds,
+        )
         print(f"set-up: {args.subscriptions} subscriptions in {time.monotonic() - started:.0f} s")
         engine = make_engine(url, pool_size=args.concurrency, max_overflow=8)
         stripe_client = make_stripe_client(
@@ -137,6 +230,10 @@ def main() -> None:
             ),
             "bench-worker",
         )
+        if args.sustained_seconds:
+            sustained(url, sandbox_url, ids, key, drain, args)
+            engine.dispose()
+            return
         started = time.monotonic()
         report = drain.drain()
         elapsed = time.monotonic() - started
