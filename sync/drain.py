@@ -337,7 +337,7 @@ class OutboxDrain:
         if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
             # Beyond Stripe's invoice limits the charges go as pending prorations; settling
             # them sets the subscription's invoice for the next slot (stripe_calls).
-            updates, _ = within_invoice_budget(
+            updates = within_invoice_budget(
                 updates, stripe_calls.invoices_allowed(ctx, run.subscription_id)
             )
         for update in updates:

@@ -96,21 +96,19 @@ def plan_updates(
 
 def within_invoice_budget(
     updates: Sequence[QuantityUpdate], invoices_allowed: int
-) -> tuple[list[QuantityUpdate], bool]:
+) -> list[QuantityUpdate]:
     """Stripe allows a subscription about 10 new invoices a minute and 20 a day. Updates
-    that would invoice beyond `invoices_allowed` create prorations instead; the second
-    value says the pending items must be invoiced at the next allowed moment."""
+    that would invoice beyond `invoices_allowed` create prorations instead, to be invoiced
+    at the next allowed moment (the sync sets it when Stripe has them)."""
     planned: list[QuantityUpdate] = []
-    deferred = False
     for update in updates:
         if update.behavior is ProrationBehavior.ALWAYS_INVOICE:
             if invoices_allowed > 0:
                 invoices_allowed -= 1
             else:
                 update = replace(update, behavior=ProrationBehavior.CREATE_PRORATIONS)
-                deferred = True
         planned.append(update)
-    return planned, deferred
+    return planned
 
 
 def retry_delay(
