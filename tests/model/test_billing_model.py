@@ -32,8 +32,8 @@ Invariants, after every step that changed something (per seat type, per period s
   purchase names the same charge; the plan view shows the model's counts.
 
 `HYPOTHESIS_PROFILE=long` runs the hunt (see tests/model/conftest.py); bugs it found are
-in tests/model/test_found_regressions.py, and the machine steers around those still open
-(KNOWN_BUGS).
+in tests/model/test_found_regressions.py. None is open: a new finding goes there as a
+strict xfail, and, while it is open, the machine steers around it so the hunt looks on.
 """
 
 from __future__ import annotations
@@ -98,12 +98,6 @@ FAULTS = (
     "client_retry",
     "card_declined",
 )
-
-
-# Connector bugs the model found (tests/model/test_found_regressions.py has each as an
-# xfail). While one is listed the machine steers around it, so that CI stays green and the
-# hunt looks for new ones; the lead deletes the entry with the fix (and the xfail).
-KNOWN_BUGS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

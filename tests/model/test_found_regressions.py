@@ -1,9 +1,9 @@
 """Connector bugs the billing model found, each as explicit steps of the model's machine.
 
-Each is `xfail(strict=True)` until the lead fixes it (then the xfail goes: strict makes a
-fixed bug fail CI until its marker is removed). The steps are the shrunk reproduction the
-model printed, written out; after each step the model's invariants are checked, so the
-failure says which rule is broken and by how much.
+Each was `xfail(strict=True)` until it was fixed (strict: a fixed bug fails CI until its
+marker goes); all are fixed now. The steps are the shrunk reproduction the model printed,
+written out; after each step the model's invariants are checked, so a failure says which
+rule is broken and by how much.
 """
 
 from __future__ import annotations
