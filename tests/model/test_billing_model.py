@@ -185,6 +185,9 @@ class BillingMachine(RuleBasedStateMachine):
         self.seat_type_names: dict[int, str] = {}
         self.unsynced_period_ends: set[int] = set()  # renewals that found changes unsent
         self.idle_renewals: set[int] = set()  # renewals that found nothing pending
+        # (renewal, seat type) where the ended period had a refused or held charge when it
+        # ended (a later write-off or retry does not make that renewal idle after the fact)
+        self.refused_at_renewal: set[tuple[int, str]] = set()
         self.sync_view: dict[str, Any] = {}  # the subscription's sync view, once settled
         self.dirty = False  # something happened since the invariants were last checked
         self.unsynced = False  # changes wait for a worker that is down
@@ -281,6 +284,11 @@ class BillingMachine(RuleBasedStateMachine):
                 self.unsynced_period_ends.add(self.m.period.end)
         self.w.double.advance_to(target)
         for index, ended in enumerate(self.m.advance_to(target)):
+            self.refused_at_renewal |= {
+                (ended.end, c.seat_type)
+                for c in self.m.charges
+                if c.period_end == ended.end and c.status in (DEAD, HELD)
+            }
             missed_one = worker_down and (self.renewals_while_unsynced > 0 or index > 0)
             if not pending and not missed_one:
                 self.idle_renewals.add(ended.end)
@@ -701,9 +709,11 @@ class BillingMachine(RuleBasedStateMachine):
                     "dead": sum(c.stripe_amount for c in refused),
                 }
                 counts = {"renewal": 0, "now": len(now), "next": len(later), "dead": len(refused)}
-                if start in self.idle_renewals and not [
-                    c for c in m.charges_of(name, start) if c.status in (DEAD, HELD)
-                ]:
+                if (
+                    start in self.idle_renewals
+                    and (start, name) not in self.refused_at_renewal
+                    and not [c for c in m.charges_of(name, start) if c.status in (DEAD, HELD)]
+                ):
                     # Nothing was on its way: the renewal invoice itself bills the number.
                     renewal = [ln for ln in whole if ln.where == "renewal" and not ln.proration]
                     assert sum(ln.amount for ln in renewal) == period.base[name] * seat.unit, (

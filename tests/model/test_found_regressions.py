@@ -173,3 +173,27 @@ def test_two_changes_in_one_second_one_of_them_dead_lettered_at_period_end(
         m.the_rules_hold()
         m.do_move_clock("weeks", 8)
         m.the_rules_hold()
+
+
+def test_a_renewal_after_a_refused_charge_written_off_later_is_not_taken_for_idle(
+    worlds: WorldFactory,
+) -> None:
+    """A finding of the model's own: yearly, `auto` licences. 2027-02-10: a holder becomes
+    active and Stripe refuses the charge (a dead letter); Stripe renews 2028 at the stale
+    quantity and the connector corrects it from the period start. Ops then write the 2027
+    charge off. The model judged the 2028 renewal by the charge's status at check time (no
+    longer dead) and wanted the renewal invoice itself to bill the new seat."""
+    config = Config("flexible", "year", JAN_1_2026, (SeatConfig("users", "auto", 0, 0, 36500),))
+    with machine(worlds, config) as m:
+        m.do_assign("users", "h0", True)
+        m.the_rules_hold()
+        m.do_move_clock("hours_after_end", 2)  # 2027-01-01 02:00
+        m.the_rules_hold()
+        m.do_move_clock("days", 40)
+        m.do_assign("users", "h1", True, "400")
+        m.the_rules_hold()
+        m.do_move_clock("hours_after_end", 2)  # 2028-01-01 02:00
+        m.the_rules_hold()
+        [refused] = [c for c in m.m.charges if c.status == DEAD]
+        m.do_write_off(refused)
+        m.the_rules_hold()
