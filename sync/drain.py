@@ -40,6 +40,7 @@ from connector.domain.sync_plan import (
     within_invoice_budget,
 )
 from connector.observability import log_context
+from connector.services import ledger
 from sync import leases, outbox, renewals, stripe_calls
 from sync.context import DrainReport, LeaseLost, Run, StripeCallFailed, SyncContext
 
@@ -373,14 +374,10 @@ class OutboxDrain:
             # carried by the final update, or needing none
             run.report.records_done += outbox.mark_done(list(rest), ctx.clock())
             uncharged = [r.id for r in rest if r.kind == OutboxKind.WRITE_OFF]
-            if uncharged:  # Stripe charged nothing for them: nothing to waive
-                moot = session.scalars(
-                    select(OutboxRecord).where(
-                        OutboxRecord.waives_outbox_id.in_(uncharged),
-                        OutboxRecord.status == OutboxStatus.PENDING,
-                    )
-                ).all()
-                outbox.mark_done(list(moot), ctx.clock(), "nothing was charged: nothing to waive")
+            if uncharged:
+                ledger.close_waivers(
+                    session, uncharged, ctx.clock(), "nothing was charged: nothing to waive"
+                )
             if not updates:
                 seat_type = session.get_one(SeatType, seat_type_id)
                 seat_type.stripe_quantity, seat_type.stripe_seen_at = item.quantity, ctx.clock()

@@ -291,14 +291,11 @@ def _settle_ended_period(
     it: it is dead-lettered with the exact amount, for ops to invoice."""
     for record in records:
         if record.kind == OutboxKind.WRITE_OFF:  # never billed, so nothing to credit either
-            waivers = session.scalars(
-                select(OutboxRecord).where(OutboxRecord.waives_outbox_id == record.id)
-            ).all()
-            report.records_done += outbox.mark_done(
-                [record, *waivers],
-                ctx.clock(),
-                "written off; the period ended before Stripe billed it: nothing to bill or credit",
+            note = (
+                "written off; the period ended before Stripe billed it: nothing to bill or credit"
             )
+            report.records_done += outbox.mark_done([record], ctx.clock(), note)
+            ledger.close_waivers(session, [record.id], ctx.clock(), note)
         elif record.billed_after > paid and record.proration_date is not None:
             # Seats below `billed_before` are another record's to bill: a charge Stripe
             # refused is a dead letter of its own, so this one never names them again.

@@ -116,7 +116,6 @@ def period_of(subscription: Subscription) -> Period:
     return Period(subscription.current_period_start, subscription.current_period_end)
 
 
-
 def counts_of(session: Session, seat_type: SeatType) -> SeatCounts:
     return SeatCounts(licences=seat_type.licences, peak=seat_type.peak, in_use=seat_type.in_use)
 

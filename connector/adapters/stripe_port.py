@@ -533,9 +533,7 @@ class StripeClientPort:
         return self._create_invoice_item(request, {"invoice": stripe_invoice_id})
 
     def add_pending_invoice_item(self, request: OneOffInvoiceRequest) -> str:
-        return self._create_invoice_item(
-            request, {"subscription": request.stripe_subscription_id}
-        )
+        return self._create_invoice_item(request, {"subscription": request.stripe_subscription_id})
 
     def find_invoice_item(
         self, stripe_customer_id: str, created_since: datetime, key: str, value: str

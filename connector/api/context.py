@@ -29,11 +29,13 @@ from connector.services.seats import Actor, ChangeContext
 
 STORED_REQUESTS: Table = IdempotentRequest.__table__  # type: ignore[assignment]
 # Built once (Core, values as parameters): every keyed change runs both.
-CLAIM = {  # by "is PostgreSQL"
-    postgres: (postgresql.insert if postgres else sqlite.insert)(STORED_REQUESTS)
+CLAIM = {  # by dialect: `ON CONFLICT DO NOTHING` is each one's own construct
+    "postgresql": postgresql.insert(STORED_REQUESTS)
     .on_conflict_do_nothing()
-    .returning(STORED_REQUESTS.c.id)
-    for postgres in (True, False)
+    .returning(STORED_REQUESTS.c.id),
+    "sqlite": sqlite.insert(STORED_REQUESTS)
+    .on_conflict_do_nothing()
+    .returning(STORED_REQUESTS.c.id),
 }
 ANSWER = (
     update(STORED_REQUESTS)
@@ -215,7 +217,7 @@ def replay_if_repeated() -> Response | None:
 def _claim(session: Session, key: str) -> int | None:
     """Claim the key for this request in one statement; None if it is already taken. A twin
     in flight makes this wait until the twin commits (then None) or rolls back (then ours)."""
-    claim = CLAIM[session.get_bind().dialect.name == "postgresql"]
+    claim = CLAIM[session.get_bind().dialect.name]
     return session.execute(
         claim,
         {
@@ -264,9 +266,7 @@ def run_change(
                         return replayed
                 body = change(session, change_context()).model_dump(mode="json")
                 if claim is not None:
-                    session.execute(
-                        ANSWER, {"claim": claim, "status": status, "body": body}
-                    )
+                    session.execute(ANSWER, {"claim": claim, "status": status, "body": body})
         except IntegrityError:
             # A concurrent request with the same key committed first: answer as it did.
             if key is None:

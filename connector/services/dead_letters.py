@@ -75,14 +75,9 @@ def write_off(session: Session, ctx: ChangeContext, outbox_id: int, reason: str)
     subscription = lock_subscription(session, record.subscription_id)
     record.status = OutboxStatus.WRITTEN_OFF
     record.last_error = f"written off by {ctx.actor}: {reason} (was: {record.last_error})"
-    for moot in session.scalars(  # a write-off refused again: its waiver waits for nothing
-        select(OutboxRecord).where(
-            OutboxRecord.waives_outbox_id == record.id,
-            OutboxRecord.status == OutboxStatus.PENDING,
-        )
-    ):
-        moot.status, moot.done_at = OutboxStatus.DONE, ctx.now
-        moot.last_error = f"not sent: outbox record {record.id} was written off again"
+    ledger.close_waivers(  # a write-off refused again: its waiver waits for nothing
+        session, [record.id], ctx.now, f"not sent: outbox record {record.id} was written off again"
+    )
     change = ledger.Change(
         action="write_off",
         reason=f"charge of outbox record {record.id} written off: {reason}",

@@ -8,11 +8,12 @@ transaction, so a change exists whole or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -58,24 +59,34 @@ class StripeWork:
     charge_amount: int | None = None  # default: the change's expected charge
 
 
-def _insert(session: Session, table: Table, values: dict[str, Any]) -> int:
+def _insert(session: Session, statement: ReturningInsert[Any], values: dict[str, Any]) -> int:
     """One `INSERT ... RETURNING id` in Core: ledger and outbox rows are written once and
     never edited in the same transaction, so they skip the ORM's unit of work. The
-    statement is built once per table; the values go as parameters."""
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = insert(table).returning(table.c.id)
+    statements are built once; the values go as parameters."""
     return int(session.execute(statement, values).scalar_one())
 
 
-_INSERTS: dict[Table, ReturningInsert[Any]] = {}
+_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id)
+_INSERT_LEDGER = insert(LEDGER).returning(LEDGER.c.id)
+
+
+def close_waivers(session: Session, charge_ids: Sequence[int], now: datetime, note: str) -> None:
+    """Waivers still pending of these write-off records, closed unsent: their charge will
+    never be billed (refused again, charged nothing, or its period ended first)."""
+    for waiver in session.scalars(
+        select(OutboxRecord).where(
+            OutboxRecord.waives_outbox_id.in_(charge_ids),
+            OutboxRecord.status == OutboxStatus.PENDING,
+        )
+    ):
+        waiver.status, waiver.done_at, waiver.last_error = OutboxStatus.DONE, now, note
 
 
 def _outbox_record(session: Session, seat_type: SeatType, change: Change, **values: Any) -> int:
     """Insert an outbox record; returns its id."""
     return _insert(
         session,
-        OUTBOX,
+        _INSERT_OUTBOX,
         {
             "subscription_id": seat_type.subscription_id,
             "seat_type_id": seat_type.id,
@@ -191,4 +202,4 @@ def _ledger_entry(
         "outbox_id": outbox_id,
         "holder_changes": change.holder_changes,
     }
-    return LedgerEntry(id=_insert(session, LEDGER, values), **values)
+    return LedgerEntry(id=_insert(session, _INSERT_LEDGER, values), **values)

@@ -22,9 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("idempotent_requests", schema=None) as batch_op:
-        batch_op.drop_constraint(
-            "fk_idempotent_requests_api_key_id_api_keys", type_="foreignkey"
-        )
+        batch_op.drop_constraint("fk_idempotent_requests_api_key_id_api_keys", type_="foreignkey")
 
 
 def downgrade() -> None:

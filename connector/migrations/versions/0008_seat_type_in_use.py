@@ -22,9 +22,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("seat_types", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("in_use", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("in_use", sa.Integer(), nullable=False, server_default="0"))
     op.execute(
         "UPDATE seat_types SET in_use = (SELECT count(*) FROM holders "
         "WHERE holders.seat_type_id = seat_types.id AND holders.occupies_licence)"
