@@ -19,11 +19,13 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, union_all
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.metrics import SYNC_SUBSCRIPTION_FAILURES
@@ -52,6 +54,17 @@ HELD_BEHIND_DEAD_CHARGE = timedelta(minutes=5)
 WAITING_FOR_WAIVER = "waiting for the waiver of a written-off charge to reach Stripe"
 
 SUBSCRIPTION_FAILURES = SYNC_SUBSCRIPTION_FAILURES  # seatsync_sync_subscription_failures_total
+
+# While subscriptions are being synced, how often the drain looks for new work for the
+# threads that are free (a finished sync looks at once).
+NEW_WORK_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class DueSubscription:
+    subscription_id: str
+    due_at: datetime  # since when the oldest thing it waits for has been due
+    newest_record: int  # the newest due outbox record's id (0: it waits for no record)
 
 
 def _pending_change(record: OutboxRecord) -> PendingChange:
@@ -96,56 +109,102 @@ class OutboxDrain:
     def settings(self) -> SyncSettings:
         return self.ctx.settings
 
-    def due_subscriptions(self, now: datetime) -> list[str]:
+    def due_subscriptions(self, now: datetime) -> list[DueSubscription]:
+        """What is due now, the longest waiting first (at most `subscriptions_per_drain`)."""
         with self.ctx.sessions() as session:
-            from_outbox = select(OutboxRecord.subscription_id).where(
-                OutboxRecord.status == OutboxStatus.PENDING, OutboxRecord.next_attempt_at <= now
+            from_outbox = (
+                select(
+                    OutboxRecord.subscription_id,
+                    func.min(OutboxRecord.next_attempt_at),
+                    func.max(OutboxRecord.id),
+                )
+                .where(
+                    OutboxRecord.status == OutboxStatus.PENDING,
+                    OutboxRecord.next_attempt_at <= now,
+                )
+                .group_by(OutboxRecord.subscription_id)
             )
-            invoicing = select(Subscription.id).where(Subscription.invoice_pending_items_at <= now)
+            invoicing = select(
+                Subscription.id, Subscription.invoice_pending_items_at, literal(0)
+            ).where(Subscription.invoice_pending_items_at <= now)
             # A renewal adopted elsewhere (the renewals job, a webhook, the reconcile) whose
             # paid mark the drain has not started yet: its correction may be owed (a charge
             # Stripe refused last period leaves the renewal a seat short).
             renewed = (
-                select(SeatType.subscription_id)
+                select(SeatType.subscription_id, Subscription.current_period_start, literal(0))
                 .join(Subscription, Subscription.id == SeatType.subscription_id)
                 .where(
                     SeatType.paid_period_start < Subscription.current_period_start,
                     Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
                 )
             )
-            ids = session.scalars(from_outbox.union(invoicing, renewed)).all()
-        return sorted(set(ids))[: self.ctx.settings.subscriptions_per_drain]
+            rows = cast(
+                Sequence[tuple[str, datetime, int]],
+                session.execute(union_all(from_outbox, invoicing, renewed)).all(),
+            )
+        due: dict[str, DueSubscription] = {}
+        for subscription_id, due_at, newest_record in rows:
+            seen = due.get(subscription_id)
+            if seen is not None:
+                due_at = min(due_at, seen.due_at)
+                newest_record = max(newest_record, seen.newest_record)
+            due[subscription_id] = DueSubscription(subscription_id, due_at, newest_record)
+        ordered = sorted(due.values(), key=lambda d: (d.due_at, d.subscription_id))
+        return ordered[: self.ctx.settings.subscriptions_per_drain]
 
     def drain(self) -> DrainReport:
-        """Sync every due subscription, `concurrency` at a time, taking more batches while
-        they come full, for up to `drain_budget_seconds`."""
+        """Sync due subscriptions, up to `concurrency` at once, for up to
+        `drain_budget_seconds`; returns when nothing is due and nothing is running.
+
+        A thread that frees up takes the subscription that has waited longest, so a change
+        never waits for a whole batch to end. A subscription is synced again within one drain
+        only when something new came due for it since it started: a newer change, or a
+        record it postponed whose time has come. What it left as it was (its lease held by
+        another worker, say) waits for the next drain."""
         ctx, report = self.ctx, DrainReport()
         settings = ctx.settings
         alive = leases.live_workers(ctx.sessions, ctx.worker_id, ctx.clock(), ctx.lease_ttl)
         ctx.rate.set_rate(settings.max_requests_per_second / alive)
-        started, attempted = time.monotonic(), set[str]()
-        while time.monotonic() - started < settings.drain_budget_seconds:
-            batch = [s for s in self.due_subscriptions(ctx.clock()) if s not in attempted]
-            if not batch:
-                break
-            attempted.update(batch)
-            for part in self._sync_all(batch):
-                report.merge(part)
-            if len(batch) < settings.subscriptions_per_drain:
-                break
-        return report
+        deadline = time.monotonic() + settings.drain_budget_seconds
+        started: dict[str, tuple[datetime, int]] = {}  # when, and the newest record then
 
-    def _sync_all(self, subscription_ids: list[str]) -> list[DrainReport]:
-        def one(subscription_id: str) -> DrainReport:
-            report = DrainReport()
-            self.sync_subscription(subscription_id, report)
+        def take(free: int, busy: Collection[str]) -> list[str]:
+            if free <= 0 or time.monotonic() >= deadline:
+                return []
+            now = ctx.clock()
+            taken = []
+            for due in self.due_subscriptions(now):
+                seen = started.get(due.subscription_id)
+                if due.subscription_id in busy or (
+                    seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
+                ):
+                    continue
+                started[due.subscription_id] = (now, due.newest_record)
+                taken.append(due.subscription_id)
+                if len(taken) == free:
+                    break
+            return taken
+
+        if settings.concurrency <= 1:
+            while taken := take(1, ()):
+                self.sync_subscription(taken[0], report)
             return report
+        with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="seatsync-sync") as pool:
+            running: dict[Future[DrainReport], str] = {}
+            while True:
+                for subscription_id in take(settings.concurrency - len(running), running.values()):
+                    running[pool.submit(self._sync_one, subscription_id)] = subscription_id
+                if not running:
+                    return report
+                finished, _ = wait(running, NEW_WORK_POLL_SECONDS, FIRST_COMPLETED)
+                for future in finished:
+                    del running[future]
+                    report.merge(future.result())
 
-        workers = min(self.ctx.settings.concurrency, len(subscription_ids))
-        if workers <= 1:
-            return [one(s) for s in subscription_ids]
-        with ThreadPoolExecutor(workers, thread_name_prefix="seatsync-sync") as pool:
-            return list(pool.map(one, subscription_ids))
+    def _sync_one(self, subscription_id: str) -> DrainReport:
+        report = DrainReport()
+        self.sync_subscription(subscription_id, report)
+        return report
 
     def sync_subscription(self, subscription_id: str, report: DrainReport) -> None:
         """Sync one subscription under its lease; any failure stays with it. What is logged

@@ -442,3 +442,58 @@ def test_a_purchase_pending_over_the_renewal_is_charged_in_the_new_period(
     [dead] = (client.get("/v1/ops/sync", headers=auth).json or {})["dead"]
     # 2 seats x 1 day (prorated from the start of the change's day) x 100 a day
     assert "invoice 200 usd by hand" in dead["last_error"]
+
+
+def test_a_change_made_during_a_drain_goes_in_that_drain_without_waiting_for_the_others(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    """The drain feeds each free thread the next due subscription: a subscription synced
+    earlier in the drain is synced again when a new change comes, while a slow one is still
+    being answered (a drain that worked in batches left that change for the next drain)."""
+    sync = make_sync(concurrency=2)
+    slow, quick = scenario(sync=sync), scenario(sync=sync)
+    double.advance_to(MARCH_15)
+    slow.post("licenses", 1)
+    quick.post("licenses", 1)
+    quick_answered, second_change_made = threading.Event(), threading.Event()
+    lock, request = threading.Lock(), double.request
+
+    def stripe(method: str, path: str, **kwargs: Any) -> Any:
+        if method == "POST" and path == f"/v1/subscriptions/{slow.stripe_sub.id}":
+            second_change_made.wait(timeout=30)  # Stripe is slow with this one
+            time.sleep(0.3)
+        with lock:
+            answer = request(method, path, **kwargs)
+        if method == "POST" and path == f"/v1/subscriptions/{quick.stripe_sub.id}":
+            quick_answered.set()
+        return answer
+
+    double.request = stripe  # type: ignore[method-assign]
+    drain = threading.Thread(target=lambda: reports.append(sync.drain()))
+    reports: list[Any] = []
+    drain.start()
+    assert quick_answered.wait(timeout=30)
+    quick.post("licenses", 1)  # while the slow subscription is still being answered
+    second_change_made.set()
+    drain.join(timeout=60)
+    [report] = reports
+    assert report.records_done == 3 and not report.errors
+    assert [u.params["items"][0]["quantity"] for u in quick.updates_sent()] == ["11", "12"]
+    assert [i.total for i in quick.new_invoices()] == [ONE_SEAT_FROM_MARCH_15] * 2
+    assert [i.total for i in slow.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
+def test_the_subscription_that_waited_longest_is_synced_first(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    sync = make_sync(concurrency=1)
+    scenarios = [scenario(sync=sync) for _ in range(3)]
+    double.advance_to(MARCH_15)
+    for s in reversed(scenarios):  # the last registered changes first
+        s.post("licenses", 1)
+        double.advance(60)
+    sync.drain()
+    posts = double.requests_to("POST", r"/v1/subscriptions/sub_\w+")
+    assert [p.path for p in posts] == [
+        f"/v1/subscriptions/{s.stripe_sub.id}" for s in reversed(scenarios)
+    ]
