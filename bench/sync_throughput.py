@@ -104,52 +104,84 @@ def setup(
     return ids, key
 
 
-def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, args: Any) -> None:
-    """Changes at a steady rate through the API while the worker drains; then the lags."""
-    from sqlalchemy import text
+def produce(base: str, key: str, ids: list[str], rate: float, seconds: float) -> None:
+    """The product's backend, in a process of its own: one licence on a random subscription
+    at `rate` a second for `seconds`, over HTTP; prints how many were accepted and when the
+    last one was (a producer that falls behind says so: its rate is what it made)."""
+    import requests
 
-    from connector.adapters.database import make_engine
-    from connector.app import create_app
-    from connector.config import Settings, StripeSettings
+    threads = 8
+    period, deadline = threads / rate, time.monotonic() + seconds
+    started = time.monotonic()
+    accepted: list[float] = []
 
-    engine = make_engine(url, pool_size=8, max_overflow=4)
-    app = create_app(
-        Settings(
-            database_url=url, stripe=StripeSettings(api_key="sk_test_bench", api_base=sandbox_url)
-        ),
-        engine=engine,
-        run_jobs=False,
-    )
-    auth = {"Authorization": f"Bearer {key}"}
-    producers = 4
-    period = producers / args.changes_per_second
-    window_start = datetime.now(UTC)
-    deadline = time.monotonic() + args.sustained_seconds
-    accepted = []
-
-    def produce(n: int) -> None:
-        web, rng, at, i = app.test_client(), random.Random(n), time.monotonic(), 0
+    def one(n: int) -> None:
+        http, rng, at, i = requests.Session(), random.Random(n), time.monotonic(), 0
+        http.headers["Authorization"] = f"Bearer {key}"
+        at += period * n / threads  # the threads take turns
+        time.sleep(max(0.0, at - time.monotonic()))
         while at < deadline:
             i += 1
-            response = web.post(
-                f"/v1/subscriptions/{rng.choice(ids)}/seats/users/licenses",
+            response = http.post(
+                f"{base}/v1/subscriptions/{rng.choice(ids)}/seats/users/licenses",
                 json={"quantity": 1},
-                headers={**auth, "Idempotency-Key": f"sustained-{n}-{i}"},
+                headers={"Idempotency-Key": f"sustained-{n}-{i}"},
             )
-            assert response.status_code == 200, response.json
-            accepted.append(1)
+            assert response.status_code == 200, response.text
+            accepted.append(time.monotonic())
             at += period
             time.sleep(max(0.0, at - time.monotonic()))
 
-    with ThreadPoolExecutor(producers) as pool:
-        made = [pool.submit(produce, n) for n in range(producers)]
-        while not all(f.done() for f in made):
-            if not drain.drain().subscriptions:
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(threads)))
+    print(len(accepted), max(accepted) - started)
+
+
+def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, args: Any) -> None:
+    """Changes at a steady rate through `seatsync serve` (gunicorn, 2 workers) from another
+    process, while this process's one worker drains them; then the lags."""
+    import subprocess
+
+    from sqlalchemy import text
+
+    from connector.adapters.database import make_engine
+
+    app_port = seat_api.free_port()
+    base = f"http://127.0.0.1:{app_port}"
+    env = {
+        "SEATSYNC_DATABASE_URL": url,
+        "SEATSYNC_SYNC__RUN_IN_WEB": "false",
+        "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
+        "SEATSYNC_STRIPE__API_BASE": sandbox_url,
+        "SEATSYNC_LOG_LEVEL": "WARNING",
+    }
+    serve = [str(seat_api.BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", "2"]
+    with seat_api.process(serve, env):
+        seat_api.wait_until_up(f"{base}/healthz")
+        window_start = datetime.now(UTC)
+        producer = subprocess.Popen(
+            [
+                *(sys.executable, __file__, "produce", base, key),
+                *(str(args.changes_per_second), str(args.sustained_seconds), *ids),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        requests_before, cpu_before = drain.ctx.rate.acquired, time.process_time()
+        syncs, started = 0, time.monotonic()
+        while producer.poll() is None:
+            synced = drain.drain().subscriptions
+            syncs += synced
+            if not synced:
                 time.sleep(0.05)  # nothing due yet
-        for f in made:
-            f.result()
-    while drain.drain().records_done:  # the tail
-        pass
+        window = time.monotonic() - started
+        requests, cpu = drain.ctx.rate.acquired - requests_before, time.process_time() - cpu_before
+        out, _ = producer.communicate()
+        assert producer.returncode == 0, "the producer failed"
+        made, producing = int(out.split()[0]), float(out.split()[1])
+        while drain.drain().records_done:  # the tail
+            pass
+    engine = make_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
             text(
@@ -166,17 +198,24 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
         return lags[min(len(lags) - 1, int(q * len(lags)))] if lags else float("nan")
 
     print(
-        f"{len(accepted)} changes in {args.sustained_seconds} s "
-        f"({len(accepted) / args.sustained_seconds:.0f}/s) over {len(ids)} subscriptions; "
-        f"one worker, {args.concurrency} threads, Stripe at {args.latency_ms} ms, "
-        f"{args.rate:.0f} requests/s allowed:\n"
+        f"{made} changes in {producing:.0f} s ({made / producing:.0f}/s) over {len(ids)} "
+        f"subscriptions, through seatsync serve; one worker, {args.concurrency} threads, "
+        f"Stripe at {args.latency_ms} ms, {args.rate:.0f} requests/s allowed:\n"
         f"  lag from acceptance to Stripe: p50 {pct(0.5):.1f} s, p99 {pct(0.99):.1f} s, "
         f"max {lags[-1] if lags else float('nan'):.1f} s; {len(lags)} reached Stripe, "
-        f"{pending} not"
+        f"{pending} not\n"
+        f"  while changes came: {requests / window:.1f} Stripe requests/s, "
+        f"{syncs / window:.1f} subscription syncs/s ({requests / max(1, syncs):.2f} requests "
+        f"and {made / max(1, syncs):.2f} changes a sync); the worker's CPU "
+        f"{cpu / window:.0%} of a core, {1000 * cpu / max(1, syncs):.1f} ms a sync"
     )
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["produce"]:
+        base, key, rate, seconds, *ids = sys.argv[2:]
+        produce(base, key, ids, float(rate), float(seconds))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=2000)
     parser.add_argument("--latency-ms", type=int, default=300)
@@ -234,9 +273,9 @@ def main() -> None:
             sustained(url, sandbox_url, ids, key, drain, args)
             engine.dispose()
             return
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         report = drain.drain()
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         sent = drain.ctx.rate.acquired  # every Stripe request the worker made
         engine.dispose()
     print(
@@ -245,7 +284,8 @@ def main() -> None:
         f"{report.records_retrying} retrying, {report.records_dead} dead in {elapsed:.1f} s\n"
         f"  Stripe requests: {sent} = {sent / elapsed:.1f}/s of the {args.rate:.0f}/s allowed "
         f"(ratio {sent / elapsed / args.rate:.2f}); {report.subscriptions / elapsed:.1f} "
-        "subscriptions/s"
+        f"subscriptions/s; the worker's CPU {1000 * cpu / max(1, report.subscriptions):.1f} ms "
+        "a subscription"
     )
 
 

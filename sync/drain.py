@@ -23,9 +23,8 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import BindParameter, Integer, Select, bindparam, func, literal, select, union_all
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.metrics import SYNC_SUBSCRIPTION_FAILURES
@@ -58,6 +57,52 @@ SUBSCRIPTION_FAILURES = SYNC_SUBSCRIPTION_FAILURES  # seatsync_sync_subscription
 # While subscriptions are being synced, how often the drain looks for new work for the
 # threads that are free (a finished sync looks at once).
 NEW_WORK_POLL_SECONDS = 0.1
+
+
+def _due_statement() -> Select[str, datetime, int]:
+    now: BindParameter[datetime] = bindparam("now")
+    from_outbox = select(
+        OutboxRecord.subscription_id.label("subscription_id"),
+        OutboxRecord.next_attempt_at.label("due_at"),
+        OutboxRecord.id.label("record_id"),
+    ).where(OutboxRecord.status == OutboxStatus.PENDING, OutboxRecord.next_attempt_at <= now)
+    invoicing = select(
+        Subscription.id, Subscription.invoice_pending_items_at, literal(0, Integer)
+    ).where(Subscription.invoice_pending_items_at <= now)
+    # A renewal adopted elsewhere (the renewals job, a webhook, the reconcile) whose paid
+    # mark the drain has not started yet: its correction may be owed (a charge Stripe
+    # refused last period leaves the renewal a seat short).
+    renewed = (
+        select(SeatType.subscription_id, Subscription.current_period_start, literal(0, Integer))
+        .join(Subscription, Subscription.id == SeatType.subscription_id)
+        .where(
+            SeatType.paid_period_start < Subscription.current_period_start,
+            Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
+        )
+    )
+    waiting = union_all(from_outbox, invoicing, renewed).subquery("waiting")
+    due_at = func.min(waiting.c.due_at)
+    return (
+        select(waiting.c.subscription_id, due_at, func.max(waiting.c.record_id))
+        .where(waiting.c.subscription_id.not_in(bindparam("busy", expanding=True)))
+        .group_by(waiting.c.subscription_id)
+        .order_by(due_at, waiting.c.subscription_id)
+        .limit(bindparam("cap"))
+    )
+
+
+_DUE = _due_statement()
+# What a sync needs of its subscription, read once as it starts.
+_RUN = (
+    select(
+        Subscription.stripe_subscription_id,
+        Account.stripe_customer_id,
+        Subscription.currency,
+        Subscription.invoice_pending_items_at,
+    )
+    .join(Account, Account.id == Subscription.account_id)
+    .where(Subscription.id == bindparam("id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,48 +154,15 @@ class OutboxDrain:
     def settings(self) -> SyncSettings:
         return self.ctx.settings
 
-    def due_subscriptions(self, now: datetime) -> list[DueSubscription]:
-        """What is due now, the longest waiting first (at most `subscriptions_per_drain`)."""
+    def due_subscriptions(self, now: datetime, busy: Collection[str] = ()) -> list[DueSubscription]:
+        """What is due now, the longest waiting first: at most `subscriptions_per_drain`,
+        leaving out those in `busy` (being synced by this worker)."""
         with self.ctx.sessions() as session:
-            from_outbox = (
-                select(
-                    OutboxRecord.subscription_id,
-                    func.min(OutboxRecord.next_attempt_at),
-                    func.max(OutboxRecord.id),
-                )
-                .where(
-                    OutboxRecord.status == OutboxStatus.PENDING,
-                    OutboxRecord.next_attempt_at <= now,
-                )
-                .group_by(OutboxRecord.subscription_id)
-            )
-            invoicing = select(
-                Subscription.id, Subscription.invoice_pending_items_at, literal(0)
-            ).where(Subscription.invoice_pending_items_at <= now)
-            # A renewal adopted elsewhere (the renewals job, a webhook, the reconcile) whose
-            # paid mark the drain has not started yet: its correction may be owed (a charge
-            # Stripe refused last period leaves the renewal a seat short).
-            renewed = (
-                select(SeatType.subscription_id, Subscription.current_period_start, literal(0))
-                .join(Subscription, Subscription.id == SeatType.subscription_id)
-                .where(
-                    SeatType.paid_period_start < Subscription.current_period_start,
-                    Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
-                )
-            )
-            rows = cast(
-                Sequence[tuple[str, datetime, int]],
-                session.execute(union_all(from_outbox, invoicing, renewed)).all(),
-            )
-        due: dict[str, DueSubscription] = {}
-        for subscription_id, due_at, newest_record in rows:
-            seen = due.get(subscription_id)
-            if seen is not None:
-                due_at = min(due_at, seen.due_at)
-                newest_record = max(newest_record, seen.newest_record)
-            due[subscription_id] = DueSubscription(subscription_id, due_at, newest_record)
-        ordered = sorted(due.values(), key=lambda d: (d.due_at, d.subscription_id))
-        return ordered[: self.ctx.settings.subscriptions_per_drain]
+            rows = session.execute(
+                _DUE,
+                {"now": now, "busy": list(busy), "cap": self.ctx.settings.subscriptions_per_drain},
+            ).all()
+        return [DueSubscription(row[0], row[1], row[2]) for row in rows]
 
     def drain(self) -> DrainReport:
         """Sync due subscriptions, up to `concurrency` at once, for up to
@@ -167,13 +179,18 @@ class OutboxDrain:
         ctx.rate.set_rate(settings.max_requests_per_second / alive)
         deadline = time.monotonic() + settings.drain_budget_seconds
         started: dict[str, tuple[datetime, int]] = {}  # when, and the newest record then
+        waiting: list[DueSubscription] = []  # the last look at what is due, not yet taken
+        looked_at = -NEW_WORK_POLL_SECONDS
 
         def take(free: int, busy: Collection[str]) -> list[str]:
+            nonlocal waiting, looked_at
             if free <= 0 or time.monotonic() >= deadline:
                 return []
-            now = ctx.clock()
-            taken = []
-            for due in self.due_subscriptions(now):
+            if not waiting or time.monotonic() - looked_at >= NEW_WORK_POLL_SECONDS:
+                waiting, looked_at = self.due_subscriptions(ctx.clock(), busy), time.monotonic()
+            now, taken = ctx.clock(), list[str]()
+            while waiting and len(taken) < free:
+                due = waiting.pop(0)
                 seen = started.get(due.subscription_id)
                 if due.subscription_id in busy or (
                     seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
@@ -181,8 +198,6 @@ class OutboxDrain:
                     continue
                 started[due.subscription_id] = (now, due.newest_record)
                 taken.append(due.subscription_id)
-                if len(taken) == free:
-                    break
             return taken
 
         if settings.concurrency <= 1:
@@ -222,18 +237,11 @@ class OutboxDrain:
         report.subscriptions += 1
         try:
             with ctx.sessions() as session:
-                subscription = session.get_one(Subscription, subscription_id)
-                customer_id = session.get_one(Account, subscription.account_id).stripe_customer_id
-                run = Run(
-                    subscription_id,
-                    subscription.stripe_subscription_id,
-                    customer_id,
-                    subscription.currency,
-                    lease,
-                    token,
-                    report,
-                )
-            self._sync(run)
+                stripe_id, customer_id, currency, invoice_due = session.execute(
+                    _RUN, {"id": subscription_id}
+                ).one()
+            run = Run(subscription_id, stripe_id, customer_id, currency, lease, token, report)
+            self._sync(run, invoice_due)
         except LeaseLost:
             log.warning("lost the lease on %s; another worker goes on", subscription_id)
         except Exception as error:  # isolate: record, count, retry later — never swallow
@@ -257,12 +265,8 @@ class OutboxDrain:
             outbox.settle_failure(ctx, pending, failure, run.report)
             return None
 
-    def _sync(self, run: Run) -> None:
+    def _sync(self, run: Run, invoice_due: datetime | None) -> None:
         ctx = self.ctx
-        with ctx.sessions() as session:
-            invoice_due = session.get_one(
-                Subscription, run.subscription_id
-            ).invoice_pending_items_at
         stripe_sub = self._read_stripe(run)
         if stripe_sub is None:
             return
@@ -388,18 +392,18 @@ class OutboxDrain:
             target = target_quantity(session, seat_type)
             paid = seat_type.paid_quantity
         updates = plan_updates(item.quantity, paid, [_pending_change(r) for r in records], target)
-        wait_until = (
-            stripe_calls.update_slot(ctx, run.subscription_id, len(updates)) if updates else None
-        )
-        if wait_until is not None:
-            outbox.postpone(ctx, record_ids, wait_until, "waiting for Stripe's hourly update limit")
-            return
-        if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
-            # Beyond Stripe's invoice limits the charges go as pending prorations; settling
-            # them sets the subscription's invoice for the next slot (stripe_calls).
-            updates = within_invoice_budget(
-                updates, stripe_calls.invoices_allowed(ctx, run.subscription_id)
-            )
+        if updates:
+            recent = stripe_calls.recent_writes(ctx, run.subscription_id)
+            wait_until = stripe_calls.update_slot(ctx, recent, len(updates))
+            if wait_until is not None:
+                outbox.postpone(
+                    ctx, record_ids, wait_until, "waiting for Stripe's hourly update limit"
+                )
+                return
+            if any(u.behavior is ProrationBehavior.ALWAYS_INVOICE for u in updates):
+                # Beyond Stripe's invoice limits the charges go as pending prorations;
+                # settling them sets the subscription's invoice for the next slot.
+                updates = within_invoice_budget(updates, stripe_calls.invoices_allowed(ctx, recent))
         for update in updates:
             try:
                 run.report.records_done += stripe_calls.send_update(

@@ -6,13 +6,15 @@ own, so a worker that dies frees what it held. Works the same on SQLite and Post
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import Lease
+
+RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry a released lease is given
 
 
 def _take(
@@ -59,10 +61,13 @@ def release(
     result: str | None = None,
     now: datetime | None = None,
 ) -> None:
-    """Give the lease up; a periodic job records when it last ran and what it found."""
+    """Give the lease up; a periodic job records when it last ran and what it found. The
+    row stays (expired), so the next claim is one UPDATE."""
     with sessions.begin() as session:
         if result is None:
-            session.execute(delete(Lease).where(Lease.name == name, Lease.owner == owner))
+            session.execute(
+                update(Lease).where(Lease.name == name, Lease.owner == owner).values(until=RELEASED)
+            )
             return
         session.execute(
             update(Lease)

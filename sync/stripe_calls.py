@@ -7,10 +7,11 @@ tells how many invoices and updates a subscription has had lately (Stripe's limi
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from connector.adapters.metrics import SYNC_LAG
 from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
@@ -117,7 +118,7 @@ def settle_call(
     with the settle, whichever run settles it."""
     invoiced = update.behavior is ProrationBehavior.ALWAYS_INVOICE
     slot = (
-        next_invoice_slot(ctx, _subscription_of_call(ctx, call_id))
+        next_invoice_slot(ctx, recent_writes(ctx, _subscription_of_call(ctx, call_id)))
         if update.behavior is ProrationBehavior.CREATE_PRORATIONS
         else None
     )
@@ -368,29 +369,41 @@ def send_waiver(ctx: SyncContext, run: Run, waiver: OutboxRecord) -> None:
 # --- Stripe's limits, from the journal ----------------------------------------------------
 
 
-def _recent_calls(
-    ctx: SyncContext, subscription_id: str, window: timedelta, *, invoices: bool
-) -> list[datetime]:
-    """When the successful writes (invoice-creating ones, or quantity updates) to this
-    subscription within `window` were made, oldest first."""
-    kind = (
-        StripeCall.creates_invoice.is_(True)
-        if invoices
-        else StripeCall.operation == StripeOperation.UPDATE_QUANTITY
+@dataclass(frozen=True, slots=True)
+class RecentWrites:
+    """A subscription's successful writes of the last day, oldest first: when each
+    invoice-creating one was made, and when each quantity update (Stripe's limits)."""
+
+    invoices: list[datetime]
+    updates: list[datetime]
+
+
+_RECENT_WRITES = (
+    select(StripeCall.at, StripeCall.creates_invoice, StripeCall.operation)
+    .where(
+        StripeCall.subscription_id == bindparam("subscription_id"),
+        StripeCall.outcome == CallOutcome.OK,
+        StripeCall.at > bindparam("since"),
     )
+    .order_by(StripeCall.at)
+)
+
+
+def recent_writes(ctx: SyncContext, subscription_id: str) -> RecentWrites:
+    now = ctx.clock()
     with ctx.sessions() as session:
-        return list(
-            session.scalars(
-                select(StripeCall.at)
-                .where(
-                    StripeCall.subscription_id == subscription_id,
-                    StripeCall.outcome == CallOutcome.OK,
-                    StripeCall.at > ctx.clock() - window,
-                    kind,
-                )
-                .order_by(StripeCall.at)
-            )
-        )
+        rows = session.execute(
+            _RECENT_WRITES,
+            {"subscription_id": subscription_id, "since": now - stripe_limits.DAY},
+        ).all()
+    return RecentWrites(
+        invoices=[at for at, creates_invoice, _ in rows if creates_invoice],
+        updates=[
+            at
+            for at, _, operation in rows
+            if operation == StripeOperation.UPDATE_QUANTITY and at > now - stripe_limits.HOUR
+        ],
+    )
 
 
 def _invoice_limits(ctx: SyncContext) -> stripe_limits.InvoiceLimits:
@@ -399,20 +412,17 @@ def _invoice_limits(ctx: SyncContext) -> stripe_limits.InvoiceLimits:
     )
 
 
-def invoices_allowed(ctx: SyncContext, subscription_id: str) -> int:
-    made = _recent_calls(ctx, subscription_id, stripe_limits.DAY, invoices=True)
-    return stripe_limits.invoices_allowed(made, ctx.clock(), _invoice_limits(ctx))
+def invoices_allowed(ctx: SyncContext, recent: RecentWrites) -> int:
+    return stripe_limits.invoices_allowed(recent.invoices, ctx.clock(), _invoice_limits(ctx))
 
 
-def next_invoice_slot(ctx: SyncContext, subscription_id: str) -> datetime:
-    made = _recent_calls(ctx, subscription_id, stripe_limits.DAY, invoices=True)
-    return stripe_limits.next_invoice_slot(made, ctx.clock(), _invoice_limits(ctx))
+def next_invoice_slot(ctx: SyncContext, recent: RecentWrites) -> datetime:
+    return stripe_limits.next_invoice_slot(recent.invoices, ctx.clock(), _invoice_limits(ctx))
 
 
-def update_slot(ctx: SyncContext, subscription_id: str, planned: int) -> datetime | None:
-    made = _recent_calls(ctx, subscription_id, stripe_limits.HOUR, invoices=False)
+def update_slot(ctx: SyncContext, recent: RecentWrites, planned: int) -> datetime | None:
     return stripe_limits.quantity_update_slot(
-        made, ctx.clock(), planned, ctx.settings.quantity_updates_per_hour
+        recent.updates, ctx.clock(), planned, ctx.settings.quantity_updates_per_hour
     )
 
 
@@ -420,8 +430,9 @@ def invoice_pending(
     ctx: SyncContext, subscription_id: str, customer_id: str, stripe_subscription_id: str
 ) -> None:
     """Invoice the subscription's pending prorations now (a deferred `always_invoice`)."""
-    if invoices_allowed(ctx, subscription_id) < 1:
-        slot = next_invoice_slot(ctx, subscription_id)
+    recent = recent_writes(ctx, subscription_id)
+    if invoices_allowed(ctx, recent) < 1:
+        slot = next_invoice_slot(ctx, recent)
         with ctx.sessions.begin() as session:
             session.get_one(Subscription, subscription_id).invoice_pending_items_at = slot
         return
