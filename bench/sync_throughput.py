@@ -168,10 +168,11 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
             text=True,
         )
         requests_before, cpu_before = drain.ctx.rate.acquired, time.process_time()
-        syncs, started = 0, time.monotonic()
+        syncs, errors, started = 0, list[str](), time.monotonic()
         while producer.poll() is None:
-            synced = drain.drain().subscriptions
-            syncs += synced
+            report = drain.drain()
+            synced = report.subscriptions
+            syncs, errors = syncs + synced, errors + report.errors
             if not synced:
                 time.sleep(0.05)  # nothing due yet
         window = time.monotonic() - started
@@ -207,7 +208,8 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
         f"  while changes came: {requests / window:.1f} Stripe requests/s, "
         f"{syncs / window:.1f} subscription syncs/s ({requests / max(1, syncs):.2f} requests "
         f"and {made / max(1, syncs):.2f} changes a sync); the worker's CPU "
-        f"{cpu / window:.0%} of a core, {1000 * cpu / max(1, syncs):.1f} ms a sync"
+        f"{cpu / window:.0%} of a core, {1000 * cpu / max(1, syncs):.1f} ms a sync; "
+        f"{len(errors)} syncs failed" + "".join(f"\n    {e}" for e in errors[:5])
     )
 
 
