@@ -428,6 +428,8 @@ class OutboxDrain:
                     outbox.postpone(ctx, later, wait, WAITING_FOR_WAIVER)
                     return
 
+        if updates and set(record_ids) <= {i for u in updates for i in u.record_ids}:
+            return  # each record was settled with the update that carried it
         with ctx.sessions.begin() as session:
             rest = session.scalars(
                 select(OutboxRecord).where(

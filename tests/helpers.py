@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from connector.adapters.database import make_engine
 
@@ -29,3 +32,23 @@ class Database:
 def buying(headers: dict[str, str]) -> dict[str, str]:
     """Headers for a request that can charge money: a fresh Idempotency-Key is required."""
     return {**headers, "Idempotency-Key": f"test-{uuid.uuid4()}"}
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The first words of every statement sent while inside (BEGIN, COMMIT and ROLLBACK are
+    the driver's own: not counted, except SQLite's explicit BEGIN IMMEDIATE)."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        words = statement.replace('"', "").split()
+        if words[0] in ("INSERT", "UPDATE"):  # INSERT INTO <table>, UPDATE <table>
+            sent.append(f"{words[0]} {words[2] if words[0] == 'INSERT' else words[1]}")
+        else:
+            sent.append(" ".join(words[:2]) if words[0] == "BEGIN" else words[0])
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import stripe
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 
 from stripe_sandbox.double import StripeDouble
 from tests.e2e.scenario import Scenario, at
-from tests.helpers import utc
+from tests.helpers import statements, utc
 
 # Period 2026-01-01 .. 2027-01-01 (365 days) at 365.00 a seat a year: 100 a day per seat.
 MARCH_15 = at(utc(2026, 3, 15, 10, 30))
@@ -496,4 +497,35 @@ def test_the_subscription_that_waited_longest_is_synced_first(
     posts = double.requests_to("POST", r"/v1/subscriptions/sub_\w+")
     assert [p.path for p in posts] == [
         f"/v1/subscriptions/{s.stripe_sub.id}" for s in reversed(scenarios)
+    ]
+
+
+def test_a_sync_of_one_change_is_sixteen_statements(
+    scenario: Callable[..., Scenario], double: StripeDouble, engine: Engine
+) -> None:
+    """The sync's round trips to the database, statement by statement (issue: the sync at
+    Stripe's own limit). Not a timing: a sync that grows a statement shows here."""
+    from sync.context import DrainReport
+
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    s.drain()
+    s.post("licenses", 1)
+    with statements(engine) as sent:
+        s.sync.sync_subscription(s.id, DrainReport())
+    assert len(s.updates_sent()) == 2
+    sent = [statement for statement in sent if statement != "BEGIN IMMEDIATE"]  # SQLite's
+    # The lease; the subscription; unanswered writes; seat types (a renewal?); pending
+    # records; waivers; a refused charge; the seat type's marks; recent writes (limits).
+    assert sent[:9] == ["UPDATE leases"] + ["SELECT"] * 8
+    # The lease held before the write; the journal (its key is its id); the settle.
+    assert sent[9:] == [
+        "UPDATE leases",
+        "INSERT stripe_calls",
+        "UPDATE stripe_calls",
+        "UPDATE stripe_calls",
+        "UPDATE seat_types",
+        "UPDATE outbox",
+        "UPDATE leases",
     ]

@@ -3,36 +3,12 @@ near its framework's ceiling). Not a timing: a purchase that grows a statement s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import stripe
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from tests import stripe_setup
-from tests.helpers import Database, buying
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[list[str]]:
-    """The first words of every statement sent while inside (BEGIN, COMMIT and ROLLBACK are
-    the driver's own: not counted, except SQLite's explicit BEGIN IMMEDIATE)."""
-    sent: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        words = statement.replace('"', "").split()
-        if words[0] in ("INSERT", "UPDATE"):  # INSERT INTO <table>, UPDATE <table>
-            sent.append(f"{words[0]} {words[2] if words[0] == 'INSERT' else words[1]}")
-        else:
-            sent.append(" ".join(words[:2]) if words[0] == "BEGIN" else words[0])
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
+from tests.helpers import Database, buying, statements
 
 
 def registered(
