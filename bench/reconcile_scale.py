@@ -27,23 +27,28 @@ import multiprocessing
 import os
 import random
 import resource
+import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a script: see bench/common.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import requests
 import responses
 import stripe
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import make_url
 
+from bench.common import throwaway_schema
 from connector.adapters.database import make_engine, make_session_factory
 from connector.adapters.migrate import upgrade
 from connector.adapters.models import Account, Drift, SeatType, Subscription
@@ -365,21 +370,6 @@ def run_benchmark(
         }
     engine.dispose()
     return Result(n, {our_id("ssub", i) for i in drifted}, drift_open, runs)
-
-
-@contextmanager
-def throwaway_schema(database: str) -> Iterator[str]:
-    admin = make_engine(database)
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(database).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @contextmanager

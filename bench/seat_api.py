@@ -23,28 +23,29 @@ import argparse
 import hashlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import requests
+if not __package__:  # run as a script: see bench/common.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from bench.common import (
+    BIN,
+    DEFAULT_POSTGRES,
+    free_port,
+    process,
+    throwaway_schema,
+    wait_until_up,
+)
 
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SUBSCRIPTIONS = 20
 
 
@@ -129,62 +130,6 @@ def serve_bare(port: int, database_url: str) -> None:
 
 
 # --- set-up ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until_up(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
-@contextmanager
-def process(
-    args: list[str], env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        args,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-@contextmanager
-def throwaway_schema(database: str) -> Iterator[str]:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from connector.adapters.database import make_engine
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(database)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(database).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def register(database_url: str, sandbox_url: str) -> tuple[str, list[str]]:

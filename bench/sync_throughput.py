@@ -21,7 +21,6 @@ while; only the drain is timed. PostgreSQL: a throw-away schema is made and drop
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import sys
 import time
@@ -30,13 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-_spec = importlib.util.spec_from_file_location("bench_seat_api", HERE / "seat_api.py")
-assert _spec is not None and _spec.loader is not None
-seat_api = importlib.util.module_from_spec(_spec)
-sys.modules["bench_seat_api"] = seat_api  # its dataclasses look their module up
-_spec.loader.exec_module(seat_api)
+if not __package__:  # run as a script: see bench/common.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import common
 
 
 def setup(
@@ -146,7 +142,7 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
 
     from connector.adapters.database import make_engine
 
-    app_port = seat_api.free_port()
+    app_port = common.free_port()
     base = f"http://127.0.0.1:{app_port}"
     env = {
         "SEATSYNC_DATABASE_URL": url,
@@ -155,9 +151,9 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
         "SEATSYNC_STRIPE__API_BASE": sandbox_url,
         "SEATSYNC_LOG_LEVEL": "WARNING",
     }
-    serve = [str(seat_api.BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", "2"]
-    with seat_api.process(serve, env):
-        seat_api.wait_until_up(f"{base}/healthz")
+    serve = [str(common.BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", "2"]
+    with common.process(serve, env):
+        common.wait_until_up(f"{base}/healthz")
         window_start = datetime.now(UTC)
         producer = subprocess.Popen(
             [
@@ -223,7 +219,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=300)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--concurrency", type=int, default=48)
-    parser.add_argument("--database", default=seat_api.DEFAULT_POSTGRES)
+    parser.add_argument("--database", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--sustained-seconds", type=int, default=0)
     parser.add_argument("--changes-per-second", type=float, default=100.0)
     args = parser.parse_args()
@@ -233,10 +229,10 @@ def main() -> None:
     from connector.config import StripeSettings, SyncSettings
     from sync.drain import OutboxDrain
 
-    port = seat_api.free_port()
+    port = common.free_port()
     sandbox_url = f"http://127.0.0.1:{port}"
     sandbox = [
-        str(seat_api.BIN / "stripe-sandbox"),
+        str(common.BIN / "stripe-sandbox"),
         "--port",
         str(port),
         "--latency-ms",
@@ -244,8 +240,8 @@ def main() -> None:
         "--log-level",
         "warning",
     ]
-    with seat_api.throwaway_schema(args.database) as url, seat_api.process(sandbox):
-        seat_api.wait_until_up(f"{sandbox_url}/_sandbox/state")
+    with common.throwaway_schema(args.database) as url, common.process(sandbox):
+        common.wait_until_up(f"{sandbox_url}/_sandbox/state")
         started = time.monotonic()
         ids, key = setup(
             url,

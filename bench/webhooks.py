@@ -23,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,6 @@ import tempfile
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,12 +40,12 @@ from typing import Any
 
 import requests
 
-# Run as a script, this file's folder heads sys.path, and `import webhooks` (the connector's
-# package, imported by the app) would find this file instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if not __package__:  # run as a script: see bench/common.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench.common import DEFAULT_POSTGRES, free_port, throwaway_schema
 
 SECRET = "whsec_bench_secret"
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -134,13 +132,6 @@ def serve_bare(port: int, database_url: str, workers: int) -> None:
 # --- processes -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running(command: list[str], env: dict[str, str], health: str, log: Path) -> Iterator[None]:
     with log.open("wb") as out:
@@ -178,9 +169,6 @@ def running(command: list[str], env: dict[str, str], health: str, log: Path) -> 
 def bench_database(url: str | None, sqlite: bool, workdir: Path) -> Iterator[str]:
     """A migrated database of its own: a fresh SQLite file, or a throw-away PostgreSQL
     schema (its name in the URL, so every process lands in it)."""
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
     from connector.adapters.database import make_engine
     from connector.adapters.migrate import upgrade
 
@@ -192,26 +180,12 @@ def bench_database(url: str | None, sqlite: bool, workdir: Path) -> Iterator[str
         engine.dispose()
         yield found
         return
-    server = url or DEFAULT_POSTGRES
-    schema = f"seatsync_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    found = (
-        make_url(server)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-        .render_as_string(hide_password=False)
-    )
-    try:
+    with throwaway_schema(url or DEFAULT_POSTGRES) as found:
         engine = make_engine(found)
         upgrade(engine)
         bare_table().create(engine)
         engine.dispose()
         yield found
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 # --- load ----------------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""What the benchmarks share: a free port, a process run for the length of a block, a
+throw-away PostgreSQL schema, and waiting for a server to answer.
+
+Each benchmark is run as a script (`python bench/<name>.py`): its folder then heads
+sys.path, where `bench/webhooks.py` would hide the connector's `webhooks` package. Each
+script therefore starts with `sys.path[0] = ROOT` (the repository) before importing this
+module as `bench.common`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the virtualenv's commands: seatsync, stripe-sandbox
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` (in a session of its own: gunicorn's workers go with it) while inside;
+    its output goes to `log`, or nowhere."""
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(
+            args,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+@contextmanager
+def throwaway_schema(database: str) -> Iterator[str]:
+    """A PostgreSQL schema of its own, dropped afterwards; yields the URL that lands in it
+    (the schema is in the URL, so every process opened with it does)."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from connector.adapters.database import make_engine
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(database)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(database).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
