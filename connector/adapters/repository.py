@@ -9,10 +9,11 @@ does — and which deadlocked against the API before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVarTuple
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from connector.adapters.models import Group, Holder, SeatType, Subscription
 from connector.domain import seats as domain
@@ -20,26 +21,46 @@ from connector.domain.proration import ChargeTerms, Granularity, Period
 from connector.domain.seats import Policy, SeatCounts, SeatTerms
 from connector.errors import NotFound
 
+Ts = TypeVarTuple("Ts")
+
 # `SELECT ... FOR NO KEY UPDATE` on PostgreSQL (SQLite serializes writers at BEGIN).
 NO_KEY_UPDATE = {"key_share": True}
+
+
+# A subscription is named by our id or Stripe's, as API.md allows: ours is tried first
+# (one primary-key look-up for the usual case).
+SUBSCRIPTION_REFS = (Subscription.id, Subscription.stripe_subscription_id)
+
+
+def by_either_id(build: Callable[[InstrumentedAttribute[str]], Select[*Ts]]) -> list[Select[*Ts]]:
+    """The statement `build` makes, once per way of naming a subscription (bind `ref`)."""
+    return [build(column) for column in SUBSCRIPTION_REFS]
+
+
+def first_found(
+    session: Session, statements: Sequence[Select[*Ts]], params: dict[str, object]
+) -> Row[*Ts] | None:
+    """The first row of the first statement (of `by_either_id`'s) that finds one."""
+    for statement in statements:
+        row = session.execute(statement, params).first()
+        if row is not None:
+            return row
+    return None
+
+
+_FIND = by_either_id(lambda column: select(Subscription).where(column == bindparam("ref")))
+_FIND_LOCKED = [statement.with_for_update(key_share=True) for statement in _FIND]
 
 
 def find_subscription(
     session: Session, subscription_ref: str, *, lock: bool = False
 ) -> Subscription:
-    """Our id or the Stripe subscription id, as API.md allows (ours first: one primary-key
-    look-up for the usual case)."""
-    found = None
-    for column in (Subscription.id, Subscription.stripe_subscription_id):
-        query = select(Subscription).where(column == subscription_ref)
-        found = session.scalars(query.with_for_update(key_share=True) if lock else query).first()
-        if found is not None:
-            break
-    if found is None:
+    row = first_found(session, _FIND_LOCKED if lock else _FIND, {"ref": subscription_ref})
+    if row is None:
         raise NotFound(
             "unknown_subscription", f"no subscription {subscription_ref!r} is registered"
         )
-    return found
+    return row[0]
 
 
 def lock_subscription(session: Session, subscription_id: str) -> Subscription:
@@ -70,21 +91,20 @@ def lock_subscription_with_seat_type(
     """The subscription (our id or Stripe's) and its seat type `name`, both locked in one
     statement — the subscription first, the one lock order. The seat type is None if the
     subscription has none of that name."""
-    for statement in _LOCK_WITH_SEAT_TYPE:
-        row = session.execute(statement, {"ref": subscription_ref, "name": name}).first()
-        if row is not None:
-            return row[0], row[1]
+    row = first_found(session, _LOCK_WITH_SEAT_TYPE, {"ref": subscription_ref, "name": name})
+    if row is not None:
+        return row[0], row[1]
     return find_subscription(session, subscription_ref, lock=True), None
 
 
-# Built once: our id first (one primary-key look-up for the usual case), then Stripe's.
-_LOCK_WITH_SEAT_TYPE = [
-    select(Subscription, SeatType)
-    .join(SeatType, SeatType.subscription_id == Subscription.id)
-    .where(column == bindparam("ref"), SeatType.name == bindparam("name"))
-    .with_for_update(key_share=True)
-    for column in (Subscription.id, Subscription.stripe_subscription_id)
-]
+_LOCK_WITH_SEAT_TYPE = by_either_id(
+    lambda column: (
+        select(Subscription, SeatType)
+        .join(SeatType, SeatType.subscription_id == Subscription.id)
+        .where(column == bindparam("ref"), SeatType.name == bindparam("name"))
+        .with_for_update(key_share=True)
+    )
+)
 
 
 def seat_types_of(

@@ -19,9 +19,11 @@ from connector.adapters.models import (
     Subscription,
 )
 from connector.adapters.repository import (
+    by_either_id,
     charge_terms_of,
     counts_of,
     find_subscription,
+    first_found,
     period_of,
     terms_of,
 )
@@ -64,12 +66,13 @@ _TALLIES = union_all(
     .group_by(OutboxRecord.seat_type_id),
 )
 # The subscription by our id, then by Stripe's, with its Stripe customer.
-_WITH_CUSTOMER = [
-    select(Subscription, Account.stripe_customer_id)
-    .join(Account, Account.id == Subscription.account_id)
-    .where(column == bindparam("ref"))
-    for column in (Subscription.id, Subscription.stripe_subscription_id)
-]
+_WITH_CUSTOMER = by_either_id(
+    lambda column: (
+        select(Subscription, Account.stripe_customer_id)
+        .join(Account, Account.id == Subscription.account_id)
+        .where(column == bindparam("ref"))
+    )
+)
 
 
 def _seat_types(session: Session, subscription: Subscription) -> list[SeatType]:
@@ -123,12 +126,11 @@ def _true_up_due(seat_type: SeatType, counts: SeatCounts, currency: str) -> dict
 
 def _with_customer(session: Session, subscription_ref: str) -> tuple[Subscription, str]:
     """The subscription (our id or Stripe's) and its Stripe customer, in one statement."""
-    for statement in _WITH_CUSTOMER:
-        row = session.execute(statement, {"ref": subscription_ref}).first()
-        if row is not None:
-            return row[0], row[1]
-    find_subscription(session, subscription_ref)  # raises its 404
-    raise AssertionError("a subscription without its account")
+    row = first_found(session, _WITH_CUSTOMER, {"ref": subscription_ref})
+    if row is None:
+        find_subscription(session, subscription_ref)  # raises its 404
+        raise AssertionError("a subscription without its account")
+    return row[0], row[1]
 
 
 def plan_view(session: Session, subscription_ref: str) -> PlanView:
