@@ -262,7 +262,6 @@ def main() -> None:
             SyncSettings(
                 max_requests_per_second=args.rate,
                 concurrency=args.concurrency,
-                subscriptions_per_drain=args.subscriptions,
                 drain_budget_seconds=3600,
             ),
             "bench-worker",

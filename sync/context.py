@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import stripe
 
-from connector.adapters.database import SessionFactory
+from connector.adapters.database import SessionFactory, read_sessions_like
 from connector.adapters.installation import KeyPrefix
 from connector.adapters.stripe_errors import StripeErrorKind, classify
 from connector.adapters.stripe_port import StripePort
@@ -84,11 +84,15 @@ class SyncContext:
     worker_id: str
     jitter: Callable[[], float] = random.random
     rate: TokenBucket = field(init=False)
+    # Sessions for what only reads (each statement on its own: no BEGIN and ROLLBACK round
+    # trips, on SQLite no write lock); every change goes through `sessions.begin()`.
+    reads: SessionFactory = field(init=False)
     # Namespaces every idempotency key sent to Stripe (see connector.adapters.installation).
     key_prefix: KeyPrefix = field(init=False)
 
     def __post_init__(self) -> None:
         self.rate = TokenBucket(self.settings.max_requests_per_second)
+        self.reads = read_sessions_like(self.sessions)
         self.key_prefix = KeyPrefix(self.sessions)
 
     @property

@@ -157,7 +157,7 @@ class OutboxDrain:
     def due_subscriptions(self, now: datetime, busy: Collection[str] = ()) -> list[DueSubscription]:
         """What is due now, the longest waiting first: at most `subscriptions_per_drain`,
         leaving out those in `busy` (being synced by this worker)."""
-        with self.ctx.sessions() as session:
+        with self.ctx.reads() as session:
             rows = session.execute(
                 _DUE,
                 {"now": now, "busy": list(busy), "cap": self.ctx.settings.subscriptions_per_drain},
@@ -236,7 +236,7 @@ class OutboxDrain:
             return
         report.subscriptions += 1
         try:
-            with ctx.sessions() as session:
+            with ctx.reads() as session:
                 stripe_id, customer_id, currency, invoice_due = session.execute(
                     _RUN, {"id": subscription_id}
                 ).one()
@@ -330,7 +330,7 @@ class OutboxDrain:
             except StripeCallFailed as failure:
                 outbox.settle_failure(ctx, [waiver.id], failure, run.report)
                 if failure.kind is StripeErrorKind.RETRYABLE:
-                    with ctx.sessions() as session:
+                    with ctx.reads() as session:
                         return session.get_one(OutboxRecord, waiver.id).next_attempt_at
         return None
 
@@ -387,7 +387,7 @@ class OutboxDrain:
             return
         written_off = {r.id for r in records if r.kind == OutboxKind.WRITE_OFF}
 
-        with ctx.sessions() as session:
+        with ctx.reads() as session:
             seat_type = session.get_one(SeatType, seat_type_id)
             target = target_quantity(session, seat_type)
             paid = seat_type.paid_quantity

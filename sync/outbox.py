@@ -25,7 +25,7 @@ def pending(ctx: SyncContext, subscription_id: str) -> list[OutboxRecord]:
     """Pending records in the order they must reach Stripe: renewal corrections (which
     date from the period start) first, then write-offs (each takes the place of the refused
     charge that held back the changes after it), then changes as they were made."""
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         records = session.scalars(
             select(OutboxRecord).where(
                 OutboxRecord.subscription_id == subscription_id,
@@ -57,14 +57,14 @@ _WAIVERS_DUE = (
 
 def waivers_due(ctx: SyncContext, seat_type_id: int) -> list[OutboxRecord]:
     """Pending waivers of the seat type whose write-off Stripe has charged."""
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         return list(session.scalars(_WAIVERS_DUE, {"seat_type_id": seat_type_id}))
 
 
 def dead_charge(ctx: SyncContext, seat_type_id: int, period_start: datetime) -> OutboxRecord | None:
     """The oldest charge of this period Stripe refused and ops have not yet retried or
     written off: the seat type's later changes wait behind it."""
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         return session.scalars(
             select(OutboxRecord)
             .where(

@@ -113,7 +113,7 @@ def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) ->
     settle the records of the period that ended, start the paid mark from what Stripe's
     renewal billed, and — if that is not what the period should have started with —
     write a correction record dated from the period start."""
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         seat_types = seat_types_of(session, run.subscription_id)
     items = {i.stripe_subscription_item_id: i for i in stripe_sub.items}
     renewed = [

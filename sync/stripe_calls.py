@@ -173,7 +173,7 @@ def settle_call(
 
 
 def _subscription_of_call(ctx: SyncContext, call_id: int) -> str:
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         return session.get_one(StripeCall, call_id).subscription_id
 
 
@@ -188,7 +188,7 @@ def note_failure(ctx: SyncContext, call_id: int, failure: StripeCallFailed) -> N
 
 
 def seat_types_with_unanswered(ctx: SyncContext, subscription_id: str) -> list[tuple[int, str]]:
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         rows = session.execute(
             select(SeatType.id, SeatType.stripe_subscription_item_id)
             .join(StripeCall, StripeCall.seat_type_id == SeatType.id)
@@ -209,7 +209,7 @@ def settle_unanswered(ctx: SyncContext, run: Run, seat_type_id: int, item: Strip
     again with the same idempotency key (Stripe replays or applies it once) — unless
     Stripe answered 5xx, which it replays for a day, or its period has ended: then it
     was not applied, and is dropped for a fresh plan."""
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         call = session.scalars(
             select(StripeCall)
             .where(
@@ -330,7 +330,7 @@ def send_waiver(ctx: SyncContext, run: Run, waiver: OutboxRecord) -> None:
     record may wait longer). Raises StripeCallFailed (journalled)."""
     ctx.hold_lease(run)
     key = f"{ctx.key_prefix()}-waiver-{waiver.id}"
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         tried_at = session.scalar(
             select(func.min(StripeCall.at)).where(StripeCall.idempotency_key == key)
         )
@@ -405,7 +405,7 @@ _RECENT_WRITES = (
 
 def recent_writes(ctx: SyncContext, subscription_id: str) -> RecentWrites:
     now = ctx.clock()
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         rows = session.execute(
             _RECENT_WRITES,
             {"subscription_id": subscription_id, "since": now - stripe_limits.DAY},
@@ -451,7 +451,7 @@ def invoice_pending(
             session.get_one(Subscription, subscription_id).invoice_pending_items_at = slot
         return
     # One key per invoice made: a retry after a lost answer replays, not re-invoices.
-    with ctx.sessions() as session:
+    with ctx.reads() as session:
         made = session.scalar(
             select(func.count())
             .select_from(StripeCall)

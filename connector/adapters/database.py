@@ -107,3 +107,9 @@ def make_read_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(
         engine.execution_options(isolation_level=AUTOCOMMIT), expire_on_commit=False
     )
+
+
+def read_sessions_like(sessions: SessionFactory) -> SessionFactory:
+    """Read-only sessions on the database `sessions` opens."""
+    engine: Engine = sessions.kw["bind"]
+    return make_read_session_factory(engine)
