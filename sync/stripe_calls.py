@@ -16,6 +16,7 @@ from sqlalchemy import update as sql_update
 
 from connector.adapters.metrics import SYNC_LAG
 from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
+from connector.adapters.repository import lock_subscription
 from connector.adapters.stripe_errors import StripeErrorKind
 from connector.adapters.stripe_port import (
     OneOffInvoiceRequest,
@@ -131,6 +132,9 @@ def settle_call(
     now = ctx.clock()
     # Plain UPDATEs, no reads first: the same row locks, fewer round trips.
     with ctx.sessions.begin() as session:
+        # The one lock order (connector.adapters.repository): a purchase holds the
+        # subscription and waits for the seat type; taking them the other way deadlocked.
+        subscription = lock_subscription(session, subscription_id) if subscription_id else None
         session.execute(
             sql_update(CALLS)
             .where(CALLS.c.id == call_id)
@@ -158,13 +162,9 @@ def settle_call(
             )
             .returning(OUTBOX.c.changed_at, OUTBOX.c.proration_behavior)
         ).all()
-        deferred = slot is not None and any(
-            behavior == ProrationBehavior.ALWAYS_INVOICE for _, behavior in settled
-        )
-        if deferred:
-            subscription = session.get_one(Subscription, subscription_id)
-            if subscription.invoice_pending_items_at is None:
-                subscription.invoice_pending_items_at = slot
+        deferred = any(behavior == ProrationBehavior.ALWAYS_INVOICE for _, behavior in settled)
+        if subscription is not None and deferred and subscription.invoice_pending_items_at is None:
+            subscription.invoice_pending_items_at = slot
         changed = [changed_at for changed_at, _ in settled]
     now = ctx.clock()
     for changed_at in changed:  # seatsync_sync_lag_seconds: from the change to Stripe's yes

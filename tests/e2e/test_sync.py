@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import stripe
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from stripe_sandbox.double import StripeDouble
 from tests.e2e.scenario import Scenario, at
@@ -529,3 +529,42 @@ def test_a_sync_of_one_change_is_sixteen_statements(
         "UPDATE outbox",
         "UPDATE leases",
     ]
+
+
+def test_a_settle_that_defers_an_invoice_locks_the_subscription_before_the_seat_type(
+    scenario: Callable[..., Scenario],
+    double: StripeDouble,
+    make_sync: Callable[..., Any],
+    engine: Engine,
+) -> None:
+    """The settle of a charge sent as pending prorations (the day's invoice was made) also
+    sets the subscription's invoice slot. It must take the one lock order a purchase takes
+    (subscription, then seat type): it took the seat type first, and a purchase in between
+    deadlocked with it on PostgreSQL (found by the sustained benchmark; the API retries a
+    deadlock victim, the sync left the write for the next run to settle)."""
+    s = scenario(sync=make_sync(invoices_per_day=1))
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    s.drain()  # the day's one invoice
+    s.post("licenses", 1)  # its charge goes as pending prorations: the settle defers
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        s.drain()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    settle_begins = next(
+        i for i, q in enumerate(sent) if q.startswith("UPDATE stripe_calls SET outcome")
+    )
+    settle = sent[settle_begins - 1 :]
+    touches_subscription = next(
+        i for i, q in enumerate(settle) if "FROM subscriptions" in q or "UPDATE subscriptions" in q
+    )
+    touches_seat_type = next(i for i, q in enumerate(settle) if "seat_types" in q)
+    assert touches_subscription < touches_seat_type, settle
+    # both charges (a credit and a charge line each) wait for the next invoice slot
+    assert sum(i.amount for i in s.pending_items()) == ONE_SEAT_FROM_MARCH_15
