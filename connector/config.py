@@ -65,7 +65,8 @@ class SyncSettings(BaseModel):
     quantity_updates_per_hour: int = Field(default=200, ge=2)
     # How long a worker may hold a subscription before another may take it over.
     lease_seconds: int = Field(default=120, ge=5)
-    # Due subscriptions one look at the outbox takes, the longest waiting first.
+    # Due subscriptions one look at the outbox takes, the longest waiting first; keep it
+    # above the threads of all workers together (those others are syncing count too).
     subscriptions_per_drain: int = Field(default=100, ge=1)
     # Subscriptions one worker syncs at once (threads; each under its own lease). Stripe
     # answers a write in ~300 ms, so one at a time would use a few requests a second.

@@ -57,6 +57,8 @@ SUBSCRIPTION_FAILURES = SYNC_SUBSCRIPTION_FAILURES  # seatsync_sync_subscription
 # While subscriptions are being synced, how often the drain looks for new work for the
 # threads that are free (a finished sync looks at once).
 NEW_WORK_POLL_SECONDS = 0.1
+# ... and at most this often while threads are busy and the last look is used up.
+MIN_LOOK_SECONDS = 0.02
 
 
 def _due_statement() -> Select[str, datetime, int]:
@@ -88,6 +90,7 @@ def _due_statement() -> Select[str, datetime, int]:
         .group_by(waiting.c.subscription_id)
         .order_by(due_at, waiting.c.subscription_id)
         .limit(bindparam("cap"))
+        .offset(bindparam("offset"))
     )
 
 
@@ -154,13 +157,15 @@ class OutboxDrain:
     def settings(self) -> SyncSettings:
         return self.ctx.settings
 
-    def due_subscriptions(self, now: datetime, busy: Collection[str] = ()) -> list[DueSubscription]:
-        """What is due now, the longest waiting first: at most `subscriptions_per_drain`,
-        leaving out those in `busy` (being synced by this worker)."""
+    def due_subscriptions(
+        self, now: datetime, busy: Collection[str] = (), offset: int = 0
+    ) -> list[DueSubscription]:
+        """What is due now, the longest waiting first: a page of `subscriptions_per_drain`
+        from `offset`, leaving out those in `busy` (being synced by this worker)."""
+        cap = self.ctx.settings.subscriptions_per_drain
         with self.ctx.reads() as session:
             rows = session.execute(
-                _DUE,
-                {"now": now, "busy": list(busy), "cap": self.ctx.settings.subscriptions_per_drain},
+                _DUE, {"now": now, "busy": list(busy), "cap": cap, "offset": offset}
             ).all()
         return [DueSubscription(row[0], row[1], row[2]) for row in rows]
 
@@ -182,19 +187,35 @@ class OutboxDrain:
         waiting: list[DueSubscription] = []  # the last look at what is due, not yet taken
         looked_at = -NEW_WORK_POLL_SECONDS
 
+        def nothing_new(due: DueSubscription) -> bool:
+            seen = started.get(due.subscription_id)
+            return seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
+
+        def look(busy: Collection[str]) -> list[DueSubscription]:
+            # Page past what this drain started and that has nothing new: it stays due
+            # while another worker holds it, or until Stripe renews, and would otherwise
+            # hide the rest behind the page's limit.
+            now, offset, page_size = ctx.clock(), 0, settings.subscriptions_per_drain
+            while True:
+                page = self.due_subscriptions(now, busy, offset)
+                fresh = [due for due in page if not nothing_new(due)]
+                if fresh or len(page) < page_size:
+                    return fresh
+                offset += page_size
+
         def take(free: int, busy: Collection[str]) -> list[str]:
             nonlocal waiting, looked_at
             if free <= 0 or time.monotonic() >= deadline:
                 return []
-            if not waiting or time.monotonic() - looked_at >= NEW_WORK_POLL_SECONDS:
-                waiting, looked_at = self.due_subscriptions(ctx.clock(), busy), time.monotonic()
+            since = time.monotonic() - looked_at
+            if since >= NEW_WORK_POLL_SECONDS or (
+                not waiting and (not busy or since >= MIN_LOOK_SECONDS)
+            ):
+                waiting, looked_at = look(busy), time.monotonic()
             now, taken = ctx.clock(), list[str]()
             while waiting and len(taken) < free:
                 due = waiting.pop(0)
-                seen = started.get(due.subscription_id)
-                if due.subscription_id in busy or (
-                    seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
-                ):
+                if due.subscription_id in busy or nothing_new(due):
                     continue
                 started[due.subscription_id] = (now, due.newest_record)
                 taken.append(due.subscription_id)

@@ -71,7 +71,9 @@ def release(
     with sessions.begin() as session:
         if result is None:
             session.execute(
-                update(LEASES).where(_C.name == name, _C.owner == owner).values(until=RELEASED)
+                update(LEASES)
+                .where(_C.name == name, _C.owner == owner)
+                .values(until=RELEASED, owner="")  # its old holder can no longer renew it
             )
             return
         session.execute(

@@ -568,3 +568,28 @@ def test_a_settle_that_defers_an_invoice_locks_the_subscription_before_the_seat_
     assert touches_subscription < touches_seat_type, settle
     # both charges (a credit and a charge line each) wait for the next invoice slot
     assert sum(i.amount for i in s.pending_items()) == ONE_SEAT_FROM_MARCH_15
+
+
+def test_due_subscriptions_held_by_another_worker_do_not_hide_the_rest(
+    scenario: Callable[..., Scenario], double: StripeDouble, make_sync: Callable[..., Any]
+) -> None:
+    """A look at what is due takes a page (`subscriptions_per_drain`), the longest waiting
+    first. Subscriptions another worker holds stay due and on that first page: the drain
+    pages past them rather than ending with the rest undone."""
+    from datetime import timedelta
+
+    from sync import leases
+
+    sync = make_sync(concurrency=1, subscriptions_per_drain=2)
+    held, free = [scenario(sync=sync) for _ in range(2)], scenario(sync=sync)
+    double.advance_to(MARCH_15)
+    for s in [*held, free]:  # the held ones have waited longest
+        s.post("licenses", 1)
+        double.advance(60)
+    for s in held:
+        assert leases.claim(
+            sync.sessions, f"sync:{s.id}", "other-worker", sync.clock(), timedelta(minutes=5)
+        )
+    report = sync.drain()
+    assert (report.skipped_locked, report.records_done) == (2, 1)
+    assert [len(s.updates_sent()) for s in [*held, free]] == [0, 0, 1]

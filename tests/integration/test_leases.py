@@ -107,3 +107,10 @@ def test_a_drain_syncs_subscriptions_concurrently_at_the_shared_rate(
     make_sync("other").drain()  # a second worker announces itself
     drain.drain()
     assert drain.ctx.rate.rate == 40
+
+
+def test_a_released_lease_cannot_be_renewed_by_its_old_holder(engine: Engine) -> None:
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "worker-1", NOW, TTL)
+    leases.release(sessions, "sync:a", "worker-1")
+    assert not leases.renew(sessions, "sync:a", "worker-1", NOW, TTL)
