@@ -208,10 +208,18 @@ class OutboxDrain:
             if free <= 0 or time.monotonic() >= deadline:
                 return []
             since = time.monotonic() - looked_at
-            if since >= NEW_WORK_POLL_SECONDS or (
+            fresh_look = since >= NEW_WORK_POLL_SECONDS or (
                 not waiting and (not busy or since >= MIN_LOOK_SECONDS)
-            ):
+            )
+            if fresh_look:
                 waiting, looked_at = look(busy), time.monotonic()
+            taken = pick(free, busy)
+            if not taken and not busy and not fresh_look:  # an older look was used up
+                waiting, looked_at = look(busy), time.monotonic()
+                taken = pick(free, busy)
+            return taken
+
+        def pick(free: int, busy: Collection[str]) -> list[str]:
             now, taken = ctx.clock(), list[str]()
             while waiting and len(taken) < free:
                 due = waiting.pop(0)
