@@ -33,16 +33,45 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_up(url: str, seconds: float = 30) -> None:
+def wait_until_up(
+    url: str,
+    seconds: float = 30,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until `url` answers; fails at once if `proc` (the server) exits, showing its `log`."""
+
+    def ended(why: str) -> SystemExit:
+        return SystemExit(why + (f":\n{log.read_text()[-2000:]}" if log else ""))
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ended(f"{proc.args!r} exited")
         try:
             if requests.get(url, timeout=1).status_code < 500:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
+    raise ended(f"{url} did not come up")
+
+
+def serve_command(port: int, workers: int = 2) -> list[str]:
+    """`seatsync serve` (gunicorn with the connector's own options)."""
+    return [str(BIN / "seatsync"), "serve", "--port", str(port), "--workers", str(workers)]
+
+
+def serve_env(database_url: str, stripe_base: str, **more: str) -> dict[str, str]:
+    """The connector's settings for a benchmark: no jobs in the web process, a test key."""
+    return {
+        "SEATSYNC_DATABASE_URL": database_url,
+        "SEATSYNC_SYNC__RUN_IN_WEB": "false",
+        "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
+        "SEATSYNC_STRIPE__API_BASE": stripe_base,
+        "SEATSYNC_LOG_LEVEL": "WARNING",
+        **more,
+    }
 
 
 @contextmanager

@@ -42,6 +42,8 @@ from bench.common import (
     DEFAULT_POSTGRES,
     free_port,
     process,
+    serve_command,
+    serve_env,
     throwaway_schema,
     wait_until_up,
 )
@@ -347,15 +349,8 @@ def main() -> None:
     ):
         wait_until_up(f"{sandbox_url}/_sandbox/state")
         key, ids = register(url, sandbox_url)
-        env = {
-            "SEATSYNC_DATABASE_URL": url,
-            "SEATSYNC_SYNC__RUN_IN_WEB": "false",
-            "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
-            "SEATSYNC_STRIPE__API_BASE": sandbox_url,
-            "SEATSYNC_LOG_LEVEL": "WARNING",
-        }
-        workers = "1" if args.profile else "2"
-        serve = [str(BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", workers]
+        env = serve_env(url, sandbox_url)
+        serve = serve_command(app_port, 1 if args.profile else 2)
         bare = [sys.executable, __file__, "serve-bare", str(bare_port), url]
         if args.profile:
             with process(serve, env) as master:

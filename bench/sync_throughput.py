@@ -144,15 +144,7 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
 
     app_port = common.free_port()
     base = f"http://127.0.0.1:{app_port}"
-    env = {
-        "SEATSYNC_DATABASE_URL": url,
-        "SEATSYNC_SYNC__RUN_IN_WEB": "false",
-        "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
-        "SEATSYNC_STRIPE__API_BASE": sandbox_url,
-        "SEATSYNC_LOG_LEVEL": "WARNING",
-    }
-    serve = [str(common.BIN / "seatsync"), "serve", "--port", str(app_port), "--workers", "2"]
-    with common.process(serve, env):
+    with common.process(common.serve_command(app_port), common.serve_env(url, sandbox_url)):
         common.wait_until_up(f"{base}/healthz")
         window_start = datetime.now(UTC)
         producer = subprocess.Popen(

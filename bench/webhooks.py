@@ -22,9 +22,7 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -43,11 +41,18 @@ import requests
 if not __package__:  # run as a script: see bench/common.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.common import DEFAULT_POSTGRES, free_port, throwaway_schema
+from bench.common import (
+    DEFAULT_POSTGRES,
+    ROOT,
+    free_port,
+    process,
+    serve_command,
+    serve_env,
+    throwaway_schema,
+    wait_until_up,
+)
 
 SECRET = "whsec_bench_secret"
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 # --- the bare endpoint (run in its own gunicorn by `webhooks.py serve-bare`) -------------
@@ -134,32 +139,9 @@ def serve_bare(port: int, database_url: str, workers: int) -> None:
 
 @contextmanager
 def running(command: list[str], env: dict[str, str], health: str, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{command[0]} exited:\n{log.read_text()[-2000:]}")
-                try:
-                    if requests.get(health, timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{health} never answered:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
-            yield
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # gunicorn and its workers
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+    with process(command, env, log) as proc:
+        wait_until_up(health, proc=proc, log=log)
+        yield
 
 
 # --- the database --------------------------------------------------------------------------
@@ -291,23 +273,12 @@ def run(args: argparse.Namespace) -> tuple[Result, Result, str]:
     workdir = Path(tempfile.mkdtemp(prefix="seatsync-bench-"))
     with bench_database(args.database, args.sqlite, workdir) as database_url:
         connector_port, bare_port = free_port(), free_port()
-        connector_env = {
-            **os.environ,
-            "SEATSYNC_DATABASE_URL": database_url,
-            "SEATSYNC_STRIPE__API_KEY": "sk_test_bench",
-            "SEATSYNC_STRIPE__API_BASE": "http://127.0.0.1:9",  # never called
-            "SEATSYNC_STRIPE__WEBHOOK_SECRETS": f'["{SECRET}"]',
-            "SEATSYNC_SYNC__RUN_IN_WEB": "false",
-            "SEATSYNC_LOG_LEVEL": "WARNING",
-        }
-        connector = [
-            str(BIN / "seatsync"),
-            "serve",
-            "--workers",
-            str(args.workers),
-            "--port",
-            str(connector_port),
-        ]
+        connector_env = serve_env(
+            database_url,
+            "http://127.0.0.1:9",  # never called
+            SEATSYNC_STRIPE__WEBHOOK_SECRETS=f'["{SECRET}"]',
+        )
+        connector = serve_command(connector_port, args.workers)
         bare = [
             sys.executable,
             str(Path(__file__).resolve()),

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
-from connector.adapters.models import Lease
+from connector.adapters.models import LEASES_TABLE, Lease
 
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry a released lease is given
 
 # Core statements on the table: a lease is claimed and released twice a subscription sync,
 # and the ORM's bulk UPDATE machinery cost more than the round trip.
-LEASES: Table = Lease.__table__  # type: ignore[assignment]
-_C = LEASES.c
+_C = LEASES_TABLE.c
 
 
 def _take(
@@ -32,13 +31,13 @@ def _take(
     """Take the lease where `free` holds, or create it; False when another holds it."""
     with sessions.begin() as session:
         taken = session.execute(
-            update(LEASES).where(_C.name == name, free).values(owner=owner, until=until)
+            update(LEASES_TABLE).where(_C.name == name, free).values(owner=owner, until=until)
         )
         if taken.rowcount:  # type: ignore[attr-defined]
             return True
     try:
         with sessions.begin() as session:
-            session.execute(insert(LEASES).values(name=name, owner=owner, until=until))
+            session.execute(insert(LEASES_TABLE).values(name=name, owner=owner, until=until))
         return True
     except IntegrityError:  # it exists and is not free
         return False
@@ -54,7 +53,7 @@ def renew(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: t
     """Extend a lease we hold; False if it is no longer ours (it expired and was taken)."""
     with sessions.begin() as session:
         kept = session.execute(
-            update(LEASES).where(_C.name == name, _C.owner == owner).values(until=now + ttl)
+            update(LEASES_TABLE).where(_C.name == name, _C.owner == owner).values(until=now + ttl)
         )
         return bool(kept.rowcount)  # type: ignore[attr-defined]
 
@@ -71,13 +70,13 @@ def release(
     with sessions.begin() as session:
         if result is None:
             session.execute(
-                update(LEASES)
+                update(LEASES_TABLE)
                 .where(_C.name == name, _C.owner == owner)
                 .values(until=RELEASED, owner="")  # its old holder can no longer renew it
             )
             return
         session.execute(
-            update(LEASES)
+            update(LEASES_TABLE)
             .where(_C.name == name, _C.owner == owner)
             .values(until=now, last_run_at=now, last_result=result)
         )

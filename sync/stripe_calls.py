@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy import update as sql_update
 
 from connector.adapters.metrics import SYNC_LAG
-from connector.adapters.models import OutboxRecord, SeatType, StripeCall, Subscription
+from connector.adapters.models import (
+    OUTBOX_TABLE,
+    SEAT_TYPES_TABLE,
+    STRIPE_CALLS_TABLE,
+    OutboxRecord,
+    SeatType,
+    StripeCall,
+    Subscription,
+)
 from connector.adapters.repository import lock_subscription
 from connector.adapters.stripe_errors import StripeErrorKind
 from connector.adapters.stripe_port import (
@@ -34,10 +42,7 @@ log = logging.getLogger(__name__)
 
 # The journal's hot statements on the tables (Core): the ORM's unit of work and bulk
 # UPDATE machinery cost more than the round trips, twice a write.
-CALLS: Table = StripeCall.__table__  # type: ignore[assignment]
-SEAT_TYPES: Table = SeatType.__table__  # type: ignore[assignment]
-OUTBOX: Table = OutboxRecord.__table__  # type: ignore[assignment]
-_INSERT_CALL = insert(CALLS).returning(CALLS.c.id)
+_INSERT_CALL = insert(STRIPE_CALLS_TABLE).returning(STRIPE_CALLS_TABLE.c.id)
 
 
 def quantity_request(
@@ -81,7 +86,11 @@ def record_before_sending(
             },
         ).scalar_one()
         key = f"{prefix}-call-{call_id}"
-        session.execute(sql_update(CALLS).where(CALLS.c.id == call_id).values(idempotency_key=key))
+        session.execute(
+            sql_update(STRIPE_CALLS_TABLE)
+            .where(STRIPE_CALLS_TABLE.c.id == call_id)
+            .values(idempotency_key=key)
+        )
     return call_id, key
 
 
@@ -136,8 +145,8 @@ def settle_call(
         # subscription and waits for the seat type; taking them the other way deadlocked.
         subscription = lock_subscription(session, subscription_id) if subscription_id else None
         session.execute(
-            sql_update(CALLS)
-            .where(CALLS.c.id == call_id)
+            sql_update(STRIPE_CALLS_TABLE)
+            .where(STRIPE_CALLS_TABLE.c.id == call_id)
             .values(
                 outcome=CallOutcome.OK,
                 error=None,
@@ -147,20 +156,23 @@ def settle_call(
         )
         seen = {"stripe_quantity": update.quantity, "stripe_seen_at": now}
         session.execute(
-            sql_update(SEAT_TYPES)
-            .where(SEAT_TYPES.c.id == seat_type_id)
+            sql_update(SEAT_TYPES_TABLE)
+            .where(SEAT_TYPES_TABLE.c.id == seat_type_id)
             .values(**seen, **({"paid_quantity": update.quantity} if update.charges else {}))
         )
         settled = session.execute(
-            sql_update(OUTBOX)
-            .where(OUTBOX.c.id.in_(update.record_ids), OUTBOX.c.status == OutboxStatus.PENDING)
+            sql_update(OUTBOX_TABLE)
+            .where(
+                OUTBOX_TABLE.c.id.in_(update.record_ids),
+                OUTBOX_TABLE.c.status == OutboxStatus.PENDING,
+            )
             .values(
                 status=OutboxStatus.DONE,
                 done_at=now,
                 last_error=None,
                 stripe_object_ids=[latest_invoice] if invoiced and latest_invoice else [],
             )
-            .returning(OUTBOX.c.changed_at, OUTBOX.c.proration_behavior)
+            .returning(OUTBOX_TABLE.c.changed_at, OUTBOX_TABLE.c.proration_behavior)
         ).all()
         deferred = any(behavior == ProrationBehavior.ALWAYS_INVOICE for _, behavior in settled)
         if subscription is not None and deferred and subscription.invoice_pending_items_at is None:

@@ -11,7 +11,7 @@ only, no behaviour.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -631,3 +632,13 @@ class InvoiceExtension(Base):
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# Core handles on the tables whose hot statements skip the ORM's unit of work (it cost
+# more than the round trips there): the seat API's writes, the journal, the leases.
+OUTBOX_TABLE = cast(Table, OutboxRecord.__table__)
+LEDGER_TABLE = cast(Table, LedgerEntry.__table__)
+SEAT_TYPES_TABLE = cast(Table, SeatType.__table__)
+STORED_REQUESTS_TABLE = cast(Table, IdempotentRequest.__table__)
+STRIPE_CALLS_TABLE = cast(Table, StripeCall.__table__)
+LEASES_TABLE = cast(Table, Lease.__table__)

@@ -12,13 +12,13 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
-from connector.adapters.models import IdempotentRequest
+from connector.adapters.models import STORED_REQUESTS_TABLE, IdempotentRequest
 from connector.adapters.stripe_port import StripePort
 from connector.api.errors import KEY_REQUIRED, error_response
 from connector.config import Settings
@@ -27,19 +27,18 @@ from connector.observability import bind_request_id
 from connector.services.apikeys import KeyCache, Scope
 from connector.services.seats import Actor, ChangeContext
 
-STORED_REQUESTS: Table = IdempotentRequest.__table__  # type: ignore[assignment]
 # Built once (Core, values as parameters): every keyed change runs both.
 CLAIM = {  # by dialect: `ON CONFLICT DO NOTHING` is each one's own construct
-    "postgresql": postgresql.insert(STORED_REQUESTS)
+    "postgresql": postgresql.insert(STORED_REQUESTS_TABLE)
     .on_conflict_do_nothing()
-    .returning(STORED_REQUESTS.c.id),
-    "sqlite": sqlite.insert(STORED_REQUESTS)
+    .returning(STORED_REQUESTS_TABLE.c.id),
+    "sqlite": sqlite.insert(STORED_REQUESTS_TABLE)
     .on_conflict_do_nothing()
-    .returning(STORED_REQUESTS.c.id),
+    .returning(STORED_REQUESTS_TABLE.c.id),
 }
 ANSWER = (
-    update(STORED_REQUESTS)
-    .where(STORED_REQUESTS.c.id == bindparam("claim"))
+    update(STORED_REQUESTS_TABLE)
+    .where(STORED_REQUESTS_TABLE.c.id == bindparam("claim"))
     .values(status_code=bindparam("status"), response_body=bindparam("body"))
 )
 

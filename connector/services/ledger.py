@@ -13,16 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
-from connector.adapters.models import LedgerEntry, OutboxRecord, SeatType, Subscription
+from connector.adapters.models import (
+    LEDGER_TABLE,
+    OUTBOX_TABLE,
+    LedgerEntry,
+    OutboxRecord,
+    SeatType,
+    Subscription,
+)
 from connector.domain.proration import Period, ProrationBehavior
 from connector.domain.states import OutboxKind, OutboxStatus
-
-OUTBOX: Table = OutboxRecord.__table__  # type: ignore[assignment]
-LEDGER: Table = LedgerEntry.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +70,8 @@ def _insert(session: Session, statement: ReturningInsert[Any], values: dict[str,
     return int(session.execute(statement, values).scalar_one())
 
 
-_INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id)
-_INSERT_LEDGER = insert(LEDGER).returning(LEDGER.c.id)
+_INSERT_OUTBOX = insert(OUTBOX_TABLE).returning(OUTBOX_TABLE.c.id)
+_INSERT_LEDGER = insert(LEDGER_TABLE).returning(LEDGER_TABLE.c.id)
 
 
 def close_waivers(session: Session, charge_ids: Sequence[int], now: datetime, note: str) -> None:

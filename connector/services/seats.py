@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from connector.adapters.models import Holder, LedgerEntry, SeatType, Subscription
+from connector.adapters.models import SEAT_TYPES_TABLE, Holder, LedgerEntry, SeatType, Subscription
 from connector.adapters.repository import (
     charge_terms_of,
     counts_of,
@@ -110,10 +110,9 @@ def charge_for(
     return plan.behavior, plan.proration_date, amount
 
 
-_SEAT_TYPES: Table = SeatType.__table__  # type: ignore[assignment]
 _STORE_COUNTS = (
-    update(_SEAT_TYPES)
-    .where(_SEAT_TYPES.c.id == bindparam("seat_type"))
+    update(SEAT_TYPES_TABLE)
+    .where(SEAT_TYPES_TABLE.c.id == bindparam("seat_type"))
     .values(licences=bindparam("new_licences"), peak=bindparam("new_peak"))
     .values(in_use=bindparam("new_in_use"))
 )
