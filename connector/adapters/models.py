@@ -224,7 +224,13 @@ class OutboxRecord(Base):
     each Stripe write it makes is recorded (`StripeCall`) before it is sent."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        # A subscription's (or seat type's) records by status: the plan view's pending
+        # count, the sync's pending records, waivers and refused charges (migration 0009).
+        Index("ix_outbox_subscription_status", "subscription_id", "status"),
+        Index("ix_outbox_seat_type_status", "seat_type_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
