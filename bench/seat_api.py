@@ -319,6 +319,7 @@ def profile(master_pid: int, port: int, key: str, ids: list[str], args: Any) -> 
                 "-o",
                 str(out / f"{name}.txt"),
                 "--threads",
+                "--gil",  # CPU: only the thread holding the interpreter is sampled
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
