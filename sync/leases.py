@@ -7,8 +7,9 @@ own, so a worker that dies frees what it held. Works the same on SQLite and Post
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.adapters.database import SessionFactory
@@ -16,28 +17,45 @@ from connector.adapters.models import LEASES_TABLE, Lease
 
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry a released lease is given
 
-# Core statements on the table: a lease is claimed and released twice a subscription sync,
-# and the ORM's bulk UPDATE machinery cost more than the round trip.
+# Core statements on the table, built once (the values go as parameters): a lease is
+# claimed and released once a subscription sync, and building a statement cost more than
+# its round trip.
 _C = LEASES_TABLE.c
+_NAMED = _C.name == bindparam("lease")
+_HELD = _C.owner == bindparam("holder")
+_FREE = _C.until <= bindparam("now")
+_TAKEN: dict[str, Any] = {"owner": bindparam("new_owner"), "until": bindparam("new_until")}
+_CLAIM = update(LEASES_TABLE).where(_NAMED, _FREE).values(_TAKEN)
+_CLAIM_PERIODIC = (
+    update(LEASES_TABLE)
+    .where(_NAMED, _FREE, or_(_C.last_run_at.is_(None), _C.last_run_at <= bindparam("ran_by")))
+    .values(_TAKEN)
+)
+_CREATE = insert(LEASES_TABLE)
+_RENEW = update(LEASES_TABLE).where(_NAMED, _HELD).values(until=bindparam("new_until"))
+# A released lease loses its owner too: its old holder can no longer renew it.
+_RELEASE = update(LEASES_TABLE).where(_NAMED, _HELD).values(until=RELEASED, owner="")
+_RAN = (
+    update(LEASES_TABLE)
+    .where(_NAMED, _HELD)
+    .values(
+        until=bindparam("ran_at"), last_run_at=bindparam("ran_at"), last_result=bindparam("result")
+    )
+)
 
 
 def _take(
-    sessions: SessionFactory,
-    name: str,
-    owner: str,
-    until: datetime,
-    free: ColumnElement[bool],
+    sessions: SessionFactory, taking: Update, params: dict[str, object], owner: str, until: datetime
 ) -> bool:
-    """Take the lease where `free` holds, or create it; False when another holds it."""
+    """Take the lease named in `params` with `taking` (an UPDATE where it is free), or
+    create it; False when another holds it."""
     with sessions.begin() as session:
-        taken = session.execute(
-            update(LEASES_TABLE).where(_C.name == name, free).values(owner=owner, until=until)
-        )
+        taken = session.execute(taking, {**params, "new_owner": owner, "new_until": until})
         if taken.rowcount:  # type: ignore[attr-defined]
             return True
     try:
         with sessions.begin() as session:
-            session.execute(insert(LEASES_TABLE).values(name=name, owner=owner, until=until))
+            session.execute(_CREATE, {"name": params["lease"], "owner": owner, "until": until})
         return True
     except IntegrityError:  # it exists and is not free
         return False
@@ -46,15 +64,13 @@ def _take(
 def claim(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
     """Claim a free or expired lease. Owners are unique per claim, so a claim never joins
     another holder's — not even one of the same process."""
-    return _take(sessions, name, owner, now + ttl, _C.until <= now)
+    return _take(sessions, _CLAIM, {"lease": name, "now": now}, owner, now + ttl)
 
 
 def renew(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
     """Extend a lease we hold; False if it is no longer ours (it expired and was taken)."""
     with sessions.begin() as session:
-        kept = session.execute(
-            update(LEASES_TABLE).where(_C.name == name, _C.owner == owner).values(until=now + ttl)
-        )
+        kept = session.execute(_RENEW, {"lease": name, "holder": owner, "new_until": now + ttl})
         return bool(kept.rowcount)  # type: ignore[attr-defined]
 
 
@@ -67,19 +83,12 @@ def release(
 ) -> None:
     """Give the lease up; a periodic job records when it last ran and what it found. The
     row stays (expired), so the next claim is one UPDATE."""
+    held = {"lease": name, "holder": owner}
     with sessions.begin() as session:
         if result is None:
-            session.execute(
-                update(LEASES_TABLE)
-                .where(_C.name == name, _C.owner == owner)
-                .values(until=RELEASED, owner="")  # its old holder can no longer renew it
-            )
-            return
-        session.execute(
-            update(LEASES_TABLE)
-            .where(_C.name == name, _C.owner == owner)
-            .values(until=now, last_run_at=now, last_result=result)
-        )
+            session.execute(_RELEASE, held)
+        else:
+            session.execute(_RAN, {**held, "ran_at": now, "result": result})
 
 
 def claim_periodic(
@@ -91,8 +100,8 @@ def claim_periodic(
     ttl: timedelta,
 ) -> bool:
     """Claim a cluster-wide job if nobody holds it and it last ran `every` ago or more."""
-    due = or_(_C.last_run_at.is_(None), _C.last_run_at <= now - every)
-    return _take(sessions, name, owner, now + ttl, and_(_C.until <= now, due))
+    params = {"lease": name, "now": now, "ran_by": now - every}
+    return _take(sessions, _CLAIM_PERIODIC, params, owner, now + ttl)
 
 
 WORKER_PREFIX = "worker:"

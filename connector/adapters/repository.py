@@ -107,13 +107,19 @@ _LOCK_WITH_SEAT_TYPE = by_either_id(
 )
 
 
+_SEAT_TYPES_OF = (
+    select(SeatType)
+    .where(SeatType.subscription_id == bindparam("subscription_id"))
+    .order_by(SeatType.id)
+)
+_SEAT_TYPES_OF_LOCKED = _SEAT_TYPES_OF.with_for_update(key_share=True)
+
+
 def seat_types_of(
     session: Session, subscription_id: str, *, lock: bool = False
 ) -> Sequence[SeatType]:
-    query = (
-        select(SeatType).where(SeatType.subscription_id == subscription_id).order_by(SeatType.id)
-    )
-    return session.scalars(query.with_for_update(key_share=True) if lock else query).all()
+    query = _SEAT_TYPES_OF_LOCKED if lock else _SEAT_TYPES_OF
+    return session.scalars(query, {"subscription_id": subscription_id}).all()
 
 
 def terms_of(seat_type: SeatType) -> SeatTerms:
