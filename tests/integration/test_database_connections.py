@@ -1,5 +1,6 @@
 """Pooled PostgreSQL connections: one the server closed while it sat idle is replaced before
-a request uses it; one in steady use is not pinged on every use."""
+a request uses it; one in steady use is not pinged on every use; reads have a pool of their
+own, in autocommit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from connector.adapters import database as database_module
-from connector.adapters.database import make_engine
+from connector.adapters.database import (
+    make_engine,
+    make_read_session_factory,
+    read_engine,
+)
+from connector.adapters.database import (
+    make_session_factory as sessions_of,
+)
 from tests.helpers import Database
 
 
@@ -56,3 +64,27 @@ def test_a_connection_used_moments_ago_is_not_pinged(postgres: Database) -> None
     finally:
         engine.dispose()
         killer.dispose()
+
+
+def test_read_sessions_run_in_autocommit_on_a_pool_disposed_with_the_engine(
+    postgres: Database,
+) -> None:
+    """Read-only sessions use a twin engine whose connections stay in autocommit (no
+    BEGIN, no switching per session); disposing the engine closes the twin's too."""
+    engine = make_engine(postgres.url, pool_size=2, max_overflow=1)
+    reads = make_read_session_factory(engine)
+    with reads() as session:
+        in_transaction = session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
+        session.execute(text("SELECT pg_sleep(0.01)"))
+        later = session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
+    assert (in_transaction, later) == (False, False)  # each statement its own transaction
+    twin = read_engine(engine)
+    assert twin.pool is not engine.pool and read_engine(engine) is twin
+    assert (twin.pool.size(), twin.pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]
+    with sessions_of(engine).begin() as session:  # a change still runs in one transaction
+        session.execute(text("SELECT 1"))
+        session.execute(text("SELECT pg_sleep(0.01)"))
+        assert session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
+    assert twin.pool.checkedin() == 1  # type: ignore[attr-defined]
+    engine.dispose()
+    assert twin.pool.checkedin() == 0  # type: ignore[attr-defined]
