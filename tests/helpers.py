@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from connector.adapters.database import make_engine, read_engine
+from connector.adapters.database import make_engine
 
 
 def utc(*args: int) -> datetime:
@@ -47,14 +47,8 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         else:
             sent.append(" ".join(words[:2]) if words[0] == "BEGIN" else words[0])
 
-    # Read-only sessions run on a twin engine with a pool of its own (PostgreSQL); on
-    # SQLite they share the engine's, whose listeners already hear them.
-    reads = read_engine(engine)
-    engines = [engine] if reads.pool is engine.pool else [engine, reads]
-    for each in engines:
-        event.listen(each, "before_cursor_execute", note)
+    event.listen(engine, "before_cursor_execute", note)
     try:
         yield sent
     finally:
-        for each in engines:
-            event.remove(each, "before_cursor_execute", note)
+        event.remove(engine, "before_cursor_execute", note)

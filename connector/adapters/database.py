@@ -7,16 +7,13 @@ transaction begins (`BEGIN IMMEDIATE`), so two requests never read the same coun
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import QueuePool
 
 SessionFactory = sessionmaker[Session]
 
@@ -107,44 +104,12 @@ def make_read_session_factory(engine: Engine) -> SessionFactory:
     """Sessions for views that only read: each statement on its own, no transaction — no
     BEGIN and ROLLBACK round trips, and on SQLite no write lock. Never for a change (its
     reads and writes must be one transaction)."""
-    return sessionmaker(read_engine(engine), expire_on_commit=False)
+    return sessionmaker(
+        engine.execution_options(isolation_level=AUTOCOMMIT), expire_on_commit=False
+    )
 
 
 def read_sessions_like(sessions: SessionFactory) -> SessionFactory:
     """Read-only sessions on the database `sessions` opens."""
     engine: Engine = sessions.kw["bind"]
     return make_read_session_factory(engine)
-
-
-_READ_ENGINES: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
-_READ_ENGINES_LOCK = threading.Lock()
-
-
-def read_engine(engine: Engine) -> Engine:
-    """The engine that `engine`'s read-only sessions run on.
-
-    On PostgreSQL, a pool of its own (sized like `engine`'s, disposed with it) whose
-    connections are in autocommit from the start: turning a shared pool's connection to
-    autocommit for a read and back on its return cost 0.2 ms of CPU a session, as much as
-    the read itself (measured). SQLite's switch is cheap, and a second pool of a file
-    database is another set of connections to lock."""
-    if is_sqlite(engine.url.render_as_string(hide_password=False)):
-        return engine.execution_options(isolation_level=AUTOCOMMIT)
-    with _READ_ENGINES_LOCK:
-        reads = _READ_ENGINES.get(engine)
-        if reads is None:
-            reads = _READ_ENGINES[engine] = _autocommit_twin(engine)
-        return reads
-
-
-def _autocommit_twin(engine: Engine) -> Engine:
-    pool = engine.pool
-    sizing: dict[str, Any] = (
-        {"pool_size": pool.size(), "max_overflow": pool._max_overflow}
-        if isinstance(pool, QueuePool)
-        else {"poolclass": type(pool)}
-    )
-    twin = create_engine(engine.url, isolation_level=AUTOCOMMIT, **sizing)
-    _ping_after_idle(twin)
-    event.listen(engine, "engine_disposed", lambda _engine: twin.dispose())
-    return twin

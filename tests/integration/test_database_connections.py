@@ -1,6 +1,6 @@
 """Pooled PostgreSQL connections: one the server closed while it sat idle is replaced before
-a request uses it; one in steady use is not pinged on every use; reads have a pool of their
-own, in autocommit."""
+a request uses it; one in steady use is not pinged on every use; read-only sessions send no
+BEGIN, changes run in one transaction."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from connector.adapters import database as database_module
 from connector.adapters.database import (
     make_engine,
     make_read_session_factory,
-    read_engine,
-)
-from connector.adapters.database import (
-    make_session_factory as sessions_of,
+    make_session_factory,
 )
 from tests.helpers import Database
 
@@ -66,25 +63,29 @@ def test_a_connection_used_moments_ago_is_not_pinged(postgres: Database) -> None
         killer.dispose()
 
 
-def test_read_sessions_run_in_autocommit_on_a_pool_disposed_with_the_engine(
+def test_read_sessions_run_each_statement_on_its_own_and_changes_in_one_transaction(
     postgres: Database,
 ) -> None:
-    """Read-only sessions use a twin engine whose connections stay in autocommit (no
-    BEGIN, no switching per session); disposing the engine closes the twin's too."""
-    engine = make_engine(postgres.url, pool_size=2, max_overflow=1)
-    reads = make_read_session_factory(engine)
-    with reads() as session:
-        in_transaction = session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
-        session.execute(text("SELECT pg_sleep(0.01)"))
-        later = session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
-    assert (in_transaction, later) == (False, False)  # each statement its own transaction
-    twin = read_engine(engine)
-    assert twin.pool is not engine.pool and read_engine(engine) is twin
-    assert (twin.pool.size(), twin.pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]
-    with sessions_of(engine).begin() as session:  # a change still runs in one transaction
-        session.execute(text("SELECT 1"))
-        session.execute(text("SELECT pg_sleep(0.01)"))
-        assert session.execute(text("SELECT now() <> statement_timestamp()")).scalar()
-    assert twin.pool.checkedin() == 1  # type: ignore[attr-defined]
-    engine.dispose()
-    assert twin.pool.checkedin() == 0  # type: ignore[attr-defined]
+    """One pool for both: read-only sessions send no BEGIN (each statement is its own
+    transaction), a change's session BEGINs and commits its statements together."""
+    engine = make_engine(postgres.url, pool_size=1, max_overflow=0)
+    one_transaction = "SELECT now() = statement_timestamp()"
+    try:
+        with make_read_session_factory(engine)() as session:
+            session.execute(text("SELECT pg_sleep(0.01)"))
+            assert session.execute(text(one_transaction)).scalar()  # a new transaction
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
+        sessions = make_session_factory(engine)
+        with sessions.begin() as session:
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar() == pid
+            session.execute(text("CREATE TEMP TABLE probe (x int)"))
+            session.execute(text("INSERT INTO probe VALUES (1)"))
+            session.execute(text("SELECT pg_sleep(0.01)"))
+            assert not session.execute(text(one_transaction)).scalar()  # still the first
+        with pytest.raises(ZeroDivisionError), sessions.begin() as session:
+            session.execute(text("INSERT INTO probe VALUES (2)"))
+            raise ZeroDivisionError  # rolled back
+        with make_read_session_factory(engine)() as session:
+            assert session.execute(text("SELECT array_agg(x) FROM probe")).scalar() == [1]
+    finally:
+        engine.dispose()
