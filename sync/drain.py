@@ -86,7 +86,6 @@ def _due_statement() -> Select[str, datetime, int]:
     due_at = func.min(waiting.c.due_at)
     return (
         select(waiting.c.subscription_id, due_at, func.max(waiting.c.record_id))
-        .where(waiting.c.subscription_id.not_in(bindparam("busy", expanding=True)))
         .group_by(waiting.c.subscription_id)
         .order_by(due_at, waiting.c.subscription_id)
         .limit(bindparam("cap"))
@@ -157,16 +156,12 @@ class OutboxDrain:
     def settings(self) -> SyncSettings:
         return self.ctx.settings
 
-    def due_subscriptions(
-        self, now: datetime, busy: Collection[str] = (), offset: int = 0
-    ) -> list[DueSubscription]:
+    def due_subscriptions(self, now: datetime, offset: int = 0) -> list[DueSubscription]:
         """What is due now, the longest waiting first: a page of `subscriptions_per_drain`
-        from `offset`, leaving out those in `busy` (being synced by this worker)."""
+        from `offset`."""
         cap = self.ctx.settings.subscriptions_per_drain
         with self.ctx.reads() as session:
-            rows = session.execute(
-                _DUE, {"now": now, "busy": list(busy), "cap": cap, "offset": offset}
-            ).all()
+            rows = session.execute(_DUE, {"now": now, "cap": cap, "offset": offset}).all()
         return [DueSubscription(row[0], row[1], row[2]) for row in rows]
 
     def drain(self) -> DrainReport:
@@ -192,13 +187,16 @@ class OutboxDrain:
             return seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
 
         def look(busy: Collection[str]) -> list[DueSubscription]:
-            # Page past what this drain started and that has nothing new: it stays due
-            # while another worker holds it, or until Stripe renews, and would otherwise
-            # hide the rest behind the page's limit.
+            # Page past what this drain is syncing (due until it settles), and what it
+            # started that has nothing new: it stays due while another worker holds it, or
+            # until Stripe renews, and would otherwise hide the rest behind the page's limit.
+            # (Left out here, not in SQL: a list of ids made each look's statement anew.)
             now, offset, page_size = ctx.clock(), 0, settings.subscriptions_per_drain
             while True:
-                page = self.due_subscriptions(now, busy, offset)
-                fresh = [due for due in page if not nothing_new(due)]
+                page = self.due_subscriptions(now, offset)
+                fresh = [
+                    due for due in page if due.subscription_id not in busy and not nothing_new(due)
+                ]
                 if fresh or len(page) < page_size:
                     return fresh
                 offset += page_size
@@ -207,6 +205,7 @@ class OutboxDrain:
             nonlocal waiting, looked_at
             if free <= 0 or time.monotonic() >= deadline:
                 return []
+            busy = set(busy)
             since = time.monotonic() - looked_at
             fresh_look = since >= NEW_WORK_POLL_SECONDS or (
                 not waiting and (not busy or since >= MIN_LOOK_SECONDS)
