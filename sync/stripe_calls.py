@@ -40,10 +40,9 @@ from sync.context import Run, StripeCallFailed, SyncContext
 
 log = logging.getLogger(__name__)
 
-# The journal's hot statements on the tables (Core): the ORM's unit of work and bulk
-# UPDATE machinery cost more than the round trips, twice a write.
-# The statements of every sync, built once (the values go as parameters): building one
-# costs more than running it.
+# The journal's hot statements on the tables, in Core (the ORM's unit of work and bulk
+# UPDATE machinery cost more than the round trips, twice a write) and built once, the
+# values going as parameters (building a statement cost more than running it).
 _INSERT_CALL = insert(STRIPE_CALLS_TABLE).returning(STRIPE_CALLS_TABLE.c.id)
 _CALL = STRIPE_CALLS_TABLE.c.id == bindparam("call_id")
 _KEY_CALL = sql_update(STRIPE_CALLS_TABLE).where(_CALL).values(idempotency_key=bindparam("key"))
