@@ -109,9 +109,11 @@ def ended_in_stripe(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) 
 
 
 # Each sync asks this (built once, only the columns it needs: a seat type is 30 of them).
-_PAID_PERIODS = select(
-    SeatType.id, SeatType.stripe_subscription_item_id, SeatType.paid_period_start
-).where(SeatType.subscription_id == bindparam("id"))
+_PAID_PERIODS = (
+    select(SeatType.id, SeatType.stripe_subscription_item_id, SeatType.paid_period_start)
+    .where(SeatType.subscription_id == bindparam("id"))
+    .order_by(SeatType.id)
+)
 
 
 def adopt_renewal(ctx: SyncContext, run: Run, stripe_sub: StripeSubscription) -> None:
