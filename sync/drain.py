@@ -29,7 +29,7 @@ from sqlalchemy import BindParameter, Integer, Select, bindparam, func, literal,
 from connector.adapters.database import SessionFactory
 from connector.adapters.metrics import SYNC_SUBSCRIPTION_FAILURES
 from connector.adapters.models import Account, OutboxRecord, SeatType, Subscription
-from connector.adapters.repository import target_quantity
+from connector.adapters.repository import RENEWAL_UNCHECKED, target_quantity
 from connector.adapters.stripe_errors import StripeErrorKind
 from connector.adapters.stripe_port import StripePort, StripeSubscription
 from connector.config import SyncSettings
@@ -71,16 +71,11 @@ def _due_statement() -> Select[str, datetime, int]:
     invoicing = select(
         Subscription.id, Subscription.invoice_pending_items_at, literal(0, Integer)
     ).where(Subscription.invoice_pending_items_at <= now)
-    # A renewal adopted elsewhere (the renewals job, a webhook, the reconcile) whose paid
-    # mark the drain has not started yet: its correction may be owed (a charge Stripe
-    # refused last period leaves the renewal a seat short).
+    # A renewal adopted elsewhere whose paid mark the drain has not started yet.
     renewed = (
         select(SeatType.subscription_id, Subscription.current_period_start, literal(0, Integer))
         .join(Subscription, Subscription.id == SeatType.subscription_id)
-        .where(
-            SeatType.paid_period_start < Subscription.current_period_start,
-            Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
-        )
+        .where(RENEWAL_UNCHECKED)
     )
     waiting = union_all(from_outbox, invoicing, renewed).subquery("waiting")
     due_at = func.min(waiting.c.due_at)

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVarTuple
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Row, Select, and_, bindparam, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from connector.adapters.models import Group, Holder, SeatType, Subscription
 from connector.domain import seats as domain
 from connector.domain.proration import ChargeTerms, Granularity, Period
 from connector.domain.seats import Policy, SeatCounts, SeatTerms
+from connector.domain.states import ENDED_SUBSCRIPTION_STATUSES
 from connector.errors import NotFound
 
 Ts = TypeVarTuple("Ts")
@@ -104,6 +105,16 @@ _LOCK_WITH_SEAT_TYPE = by_either_id(
         .where(column == bindparam("ref"), SeatType.name == bindparam("name"))
         .with_for_update(key_share=True)
     )
+)
+
+
+# A seat type whose renewal the connector has adopted (the renewals job, a webhook, the
+# reconcile, or the sync itself) but whose paid mark the sync has not started: until it
+# has, the renewal's correction may be owed (a charge Stripe refused last period leaves the
+# renewal a seat short). Join SeatType with its Subscription to use it.
+RENEWAL_UNCHECKED = and_(
+    SeatType.paid_period_start < Subscription.current_period_start,
+    Subscription.status.not_in(ENDED_SUBSCRIPTION_STATUSES),
 )
 
 

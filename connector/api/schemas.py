@@ -347,6 +347,10 @@ class SyncStatus(BaseModel):
     retrying: int = Field(description="pending changes that failed at least once")
     dead: list[OutboxRecordView] = Field(description="changes Stripe refused: need ops")
     invoices_deferred: int = Field(description="subscriptions waiting to invoice prorations")
+    renewals_unchecked: int = Field(
+        description="seat types whose renewal in Stripe the sync has not checked yet "
+        "(what it billed against what the period should start with; a correction may be owed)"
+    )
     last_reconcile: LastRun | None
     drift: list[DriftView] = Field(description="open differences between Stripe and us")
 

@@ -13,10 +13,11 @@ from connector.adapters.models import (
     Drift,
     Lease,
     OutboxRecord,
+    SeatType,
     StripeCall,
     Subscription,
 )
-from connector.adapters.repository import find_subscription
+from connector.adapters.repository import RENEWAL_UNCHECKED, find_subscription
 from connector.api.schemas import (
     DriftView,
     LastRun,
@@ -83,6 +84,16 @@ def sync_status(session: Session, now: datetime, subscription_id: str | None = N
         )
         or 0
     )
+    # No record shows these yet: the sync writes a renewal's correction when it checks it.
+    renewals_unchecked = (
+        session.scalar(
+            select(func.count())
+            .select_from(SeatType)
+            .join(Subscription, Subscription.id == SeatType.subscription_id)
+            .where(RENEWAL_UNCHECKED, scope(Subscription.id))
+        )
+        or 0
+    )
     reconcile = session.get(Lease, RECONCILE_JOB)
     drift = session.scalars(
         select(Drift)
@@ -96,6 +107,7 @@ def sync_status(session: Session, now: datetime, subscription_id: str | None = N
         retrying=retrying,
         dead=[_outbox_view(r) for r in dead],
         invoices_deferred=deferred,
+        renewals_unchecked=renewals_unchecked,
         last_reconcile=LastRun(
             at=reconcile.last_run_at, result=json.loads(reconcile.last_result or "{}")
         )

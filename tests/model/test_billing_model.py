@@ -295,7 +295,8 @@ class BillingMachine(RuleBasedStateMachine):
 
     def settle(self) -> None:
         """Run the worker's jobs until nothing is left to send (changes held behind a dead
-        charge wait for ops), moving the clock past backoffs: a bounded number of rounds."""
+        charge wait for ops) and every renewal is checked (its correction may be owed),
+        moving the clock past backoffs: a bounded number of rounds."""
         w = self.w
         unsettled: list[dict[str, Any]] = []
         for _ in range(SETTLE_ROUNDS):
@@ -304,7 +305,8 @@ class BillingMachine(RuleBasedStateMachine):
             status, view = w.call("GET", f"/v1/ops/subscriptions/{self.sub_id}/sync")
             assert status == 200, view
             unsettled = [r for r in view["outbox"] if r["status"] == "pending" and not held(r)]
-            if not unsettled and view["status"]["invoices_deferred"] == 0:
+            waiting = view["status"]["invoices_deferred"] + view["status"]["renewals_unchecked"]
+            if not unsettled and waiting == 0:
                 self.sync_view = view
                 self.adopt_dead_letters_of_unsynced_renewals()
                 self.dirty, self.unsynced, self.renewals_while_unsynced = True, False, 0

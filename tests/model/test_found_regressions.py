@@ -197,3 +197,22 @@ def test_a_renewal_after_a_refused_charge_written_off_later_is_not_taken_for_idl
         [refused] = [c for c in m.m.charges if c.status == DEAD]
         m.do_write_off(refused)
         m.the_rules_hold()
+
+
+def test_a_renewal_whose_first_check_fails_is_shown_unchecked_until_it_is_checked(
+    worlds: WorldFactory,
+) -> None:
+    """10 paid. 2026-03-15: buy 1; Stripe refuses the charge (400). The worker is down when
+    Stripe renews on 2027-01-01 (at 10); back, its first read of Stripe fails (500), so the
+    renewal's correction (the 11th seat for 2027) is not yet written, and no record shows it
+    is owed. Found by the model (2026-11-23, the same on the code before that day's work):
+    ops' sync status said nothing was pending, and the model, trusting it, found 2027 billed
+    at 10. The next drain does write the correction; the status now counts the renewals
+    not yet checked (`renewals_unchecked`), and the model waits for them."""
+    with machine(worlds, users("flexible")) as m:
+        m.do_move_clock("days", 73)  # 2026-03-15
+        m.do_buy("users", 1, "400")
+        m.the_rules_hold()
+        m.do_move_clock("hours_after_end", 1, worker_down=True)  # 2027-01-01 01:00
+        m.do_assign("users", "h0", False, "get_500")
+        m.the_rules_hold()  # before: period 2027, Stripe/ops hold 365000, the rules 401500
