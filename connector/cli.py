@@ -200,6 +200,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for record in report.dead:
         click.echo(f"  #{record.id} {record.subscription_id}: {record.last_error}")
     click.echo(f"deferred invoices: {report.invoices_deferred}")
+    click.echo(f"renewals to check: {report.renewals_unchecked}")
     last = report.last_reconcile
     click.echo(f"last reconcile:    {last.at.isoformat() if last else 'never'}")
     click.echo(f"open drift:        {len(report.drift)}")

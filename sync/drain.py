@@ -151,10 +151,12 @@ class OutboxDrain:
     def settings(self) -> SyncSettings:
         return self.ctx.settings
 
-    def due_subscriptions(self, now: datetime, offset: int = 0) -> list[DueSubscription]:
-        """What is due now, the longest waiting first: a page of `subscriptions_per_drain`
-        from `offset`."""
-        cap = self.ctx.settings.subscriptions_per_drain
+    def due_subscriptions(
+        self, now: datetime, offset: int = 0, cap: int | None = None
+    ) -> list[DueSubscription]:
+        """What is due now, the longest waiting first: a page of `cap` (by default
+        `subscriptions_per_drain`) from `offset`."""
+        cap = cap or self.ctx.settings.subscriptions_per_drain
         with self.ctx.reads() as session:
             rows = session.execute(_DUE, {"now": now, "cap": cap, "offset": offset}).all()
         return [DueSubscription(row[0], row[1], row[2]) for row in rows]
@@ -186,9 +188,12 @@ class OutboxDrain:
             # started that has nothing new: it stays due while another worker holds it, or
             # until Stripe renews, and would otherwise hide the rest behind the page's limit.
             # (Left out here, not in SQL: a list of ids made each look's statement anew.)
-            now, offset, page_size = ctx.clock(), 0, settings.subscriptions_per_drain
+            # Those being synced sort first (due since long): a page holds them and as many
+            # more, so that one look is one statement.
+            now, offset = ctx.clock(), 0
+            page_size = settings.subscriptions_per_drain + len(busy)
             while True:
-                page = self.due_subscriptions(now, offset)
+                page = self.due_subscriptions(now, offset, page_size)
                 fresh = [
                     due for due in page if due.subscription_id not in busy and not nothing_new(due)
                 ]

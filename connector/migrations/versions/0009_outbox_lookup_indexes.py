@@ -6,6 +6,10 @@ sync's read of a subscription's pending records scanned every pending record of 
 subscription (in a burst, thousands per request), and the sync's look for a seat type's
 waivers and refused charges did the same.
 
+On PostgreSQL the build blocks writes to `outbox` while it runs (it is not CONCURRENTLY:
+that cannot run in the migration's transaction): with a large outbox, upgrade at a quiet
+moment.
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-23
