@@ -184,12 +184,11 @@ class OutboxDrain:
             return seen is not None and due.due_at <= seen[0] and due.newest_record <= seen[1]
 
         def look(busy: Collection[str]) -> list[DueSubscription]:
-            # Page past what this drain is syncing (due until it settles), and what it
-            # started that has nothing new: it stays due while another worker holds it, or
-            # until Stripe renews, and would otherwise hide the rest behind the page's limit.
-            # (Left out here, not in SQL: a list of ids made each look's statement anew.)
-            # Those being synced sort first (due since long): a page holds them and as many
-            # more, so that one look is one statement.
+            # Leave out what this drain is syncing (due until it settles; left out here, as
+            # ids sent in SQL made each look's statement anew) and what it started that has
+            # nothing new (due while another worker holds it, or until Stripe renews). Those
+            # sort first: a page holds the busy ones and as many more, and pages on past
+            # the rest rather than hide what is behind them.
             now, offset = ctx.clock(), 0
             page_size = settings.subscriptions_per_drain + len(busy)
             while True:
