@@ -1,5 +1,5 @@
 """What the benchmarks share: a free port, a process run for the length of a block, a
-throw-away PostgreSQL schema, and waiting for a server to answer.
+throw-away PostgreSQL schema, waiting for a server to answer and for its workers to boot.
 
 Each benchmark is run as a script (`python bench/<name>.py`): its folder then heads
 sys.path, where `bench/webhooks.py` would hide the connector's `webhooks` package. Each
@@ -55,6 +55,42 @@ def wait_until_up(
             pass
         time.sleep(0.1)
     raise ended(f"{url} did not come up")
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """Each process's CPU seconds so far (from /proc; a process gone meanwhile is left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return seconds
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its children (a gunicorn master and its workers)."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(child) for child in found.split())]
+
+
+def wait_until_booted(master: int, workers: int, seconds: float = 60) -> None:
+    """Until gunicorn's `workers` have all booted (each is idle: no CPU for 0.3 s).
+
+    The first worker up answers the health check while the others still import; a load
+    tool that connects then puts every keep-alive connection on that one worker, for the
+    whole run, and it uses one core (the GIL)."""
+    deadline = time.monotonic() + seconds
+    before: dict[int, float] = {}
+    while time.monotonic() < deadline:
+        now = cpu_seconds(process_tree(master))
+        if len(now) == workers + 1 and now == before:
+            return
+        before = now
+        time.sleep(0.3)
+    raise SystemExit(f"gunicorn {master}: {workers} workers did not settle in {seconds:.0f} s")
 
 
 def serve_command(port: int, workers: int = 2) -> list[str]:

@@ -13,7 +13,7 @@ The sync jobs do not run in the web processes (`sync.run_in_web = false`), as on
 installation with `seatsync worker` processes: the API alone is measured.
 
 Run:  .venv/bin/python bench/seat_api.py [--seconds 10] [--rounds 2] [--connections 8]
-      [--database postgresql://postgres@127.0.0.1:5432/test]
+      [--subscriptions 20] [--database postgresql://postgres@127.0.0.1:5432/test]
 Needs `wrk` (Debian package). PostgreSQL: a throw-away schema is made and dropped.
 """
 
@@ -40,11 +40,14 @@ if not __package__:  # run as a script: see bench/common.py
 from bench.common import (
     BIN,
     DEFAULT_POSTGRES,
+    cpu_seconds,
     free_port,
     process,
+    process_tree,
     serve_command,
     serve_env,
     throwaway_schema,
+    wait_until_booted,
     wait_until_up,
 )
 
@@ -134,7 +137,7 @@ def serve_bare(port: int, database_url: str) -> None:
 # --- set-up ------------------------------------------------------------------------------
 
 
-def register(database_url: str, sandbox_url: str) -> tuple[str, list[str]]:
+def register(database_url: str, sandbox_url: str, subscriptions: int) -> tuple[str, list[str]]:
     """Migrate, make a key and register the subscriptions (in process, against the sandbox)."""
     import stripe
 
@@ -155,7 +158,7 @@ def register(database_url: str, sandbox_url: str) -> tuple[str, list[str]]:
     )
     web = create_app(settings, engine=engine, run_jobs=False).test_client()
     ids = []
-    for n in range(SUBSCRIPTIONS):
+    for n in range(subscriptions):
         customer = client.v1.customers.create({"name": f"Bench {n}"})
         price = client.v1.prices.create(
             {
@@ -221,33 +224,20 @@ class Load:
     requests: int = 0
     app_cpu_s: float = 0.0  # CPU seconds of the server's processes during the run
     db_cpu_s: float = 0.0  # CPU seconds of PostgreSQL's processes during the run
+    # The busiest process's share of the server's CPU: wrk's few keep-alive connections
+    # land on the workers unevenly, and a worker uses one core at most (the GIL).
+    busiest_share: float = 0.0
 
 
 # CPU time per request is what the machine's noise barely moves (throughput on a shared
-# 2-core machine swings by half between runs): read from /proc, in clock ticks.
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """Each process's CPU seconds so far."""
-    seconds = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-    return seconds
+# 2-core machine swings by half between runs).
+def _spent_each(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """CPU each process spent between two readings (one born meanwhile counts from zero)."""
+    return [used - before.get(pid, 0.0) for pid, used in after.items()]
 
 
 def _spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU spent between two readings (a process born meanwhile counts from zero)."""
-    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
-
-
-def _tree(pid: int) -> list[int]:
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [pid, *(int(c) for c in children.split())]
+    return sum(_spent_each(before, after))
 
 
 def _postgres() -> list[int]:
@@ -263,10 +253,12 @@ def _ms(value: str) -> float:
 def measured(server: int, run: Callable[[], Load]) -> Load:
     """`run`, with the CPU the server (process `server` and its workers) and PostgreSQL
     spent meanwhile."""
-    app, db = _cpu_seconds(_tree(server)), _cpu_seconds(_postgres())
+    app, db = cpu_seconds(process_tree(server)), cpu_seconds(_postgres())
     load = run()
-    load.app_cpu_s = _spent(app, _cpu_seconds(_tree(server)))
-    load.db_cpu_s = _spent(db, _cpu_seconds(_postgres()))
+    each = _spent_each(app, cpu_seconds(process_tree(server)))
+    load.app_cpu_s = sum(each)
+    load.busiest_share = max(each) / (load.app_cpu_s or 1.0)
+    load.db_cpu_s = _spent(db, cpu_seconds(_postgres()))
     return load
 
 
@@ -334,6 +326,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--subscriptions",
+        type=int,
+        default=SUBSCRIPTIONS,
+        help="registered subscriptions the requests spread over (fewer: more wait on row locks)",
+    )
     parser.add_argument("--database", default=DEFAULT_POSTGRES)
     parser.add_argument(
         "--profile",
@@ -349,7 +347,7 @@ def main() -> None:
         process([str(BIN / "stripe-sandbox"), "--port", str(sandbox_port)]),
     ):
         wait_until_up(f"{sandbox_url}/_sandbox/state")
-        key, ids = register(url, sandbox_url)
+        key, ids = register(url, sandbox_url, args.subscriptions)
         env = serve_env(url, sandbox_url)
         serve = serve_command(app_port, 1 if args.profile else 2)
         bare = [sys.executable, __file__, "serve-bare", str(bare_port), url]
@@ -361,6 +359,8 @@ def main() -> None:
         with process(serve, env) as ours_server, process(bare) as bare_server:
             wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
             wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
+            wait_until_booted(ours_server.pid, workers=2)
+            wait_until_booted(bare_server.pid, workers=2)
             results: dict[str, list[Load]] = {}
             cases = {
                 "buy one licence": (
@@ -408,6 +408,13 @@ def main() -> None:
             f"{name:18} seatsync {ours_app:5.2f} + {ours_db:5.2f}   bare {bare_app:5.2f} + "
             f"{bare_db:5.2f}   ratio {(bare_app + bare_db) / (ours_app + ours_db):5.2f}"
         )
+    print("The busiest worker's share of the server's CPU, each round (0.50: even):")
+    for name in cases:
+        shares = {
+            who: " ".join(f"{r.busiest_share:.2f}" for r in results[f"{name}|{who}"])
+            for who in ("seatsync", "bare")
+        }
+        print(f"{name:18} seatsync {shares['seatsync']:16} bare {shares['bare']}")
 
 
 def _cpu_per_request(loads: list[Load]) -> tuple[float, float]:
