@@ -4,6 +4,7 @@ outbox and the sync, into the Stripe double (in process, through `responses`).
 Measures how many Stripe calls the burst costs, how long the API takes per change, and
 how long one drain needs to bring everything to Stripe, and the lag of single changes
 with the scheduler running. Run:  .venv/bin/python bench/sync_burst.py [--database URL]
+[--subscriptions 50] [--changes 1000] [--days 1] [--lag-samples 10]
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a script: see bench/common.py
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import responses
 import stripe
@@ -44,6 +50,7 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=50)
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--days", type=int, default=1, help="spread the changes over N days")
+    parser.add_argument("--lag-samples", type=int, default=10)
     args = parser.parse_args()
     url = args.database or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     engine = make_engine(url)
@@ -102,7 +109,9 @@ def main() -> None:
             path = "licenses" if action == "buy" else "licenses/release"
             started = time.perf_counter()
             response = web.post(
-                f"/v1/subscriptions/{sub}/seats/users/{path}", json={"quantity": 1}, headers=auth
+                f"/v1/subscriptions/{sub}/seats/users/{path}",
+                json={"quantity": 1},
+                headers={**auth, "Idempotency-Key": f"bench-{uuid.uuid4()}"},
             )
             latencies.append(time.perf_counter() - started)
             actions[f"{action} {response.status_code}"] += 1
@@ -123,7 +132,9 @@ def main() -> None:
             for r in double.requests[before:]
             if r.method == "POST" and r.params.get("proration_behavior") == "always_invoice"
         )
-        lags = measure_lag(engine, client, clock, web, auth, subs, rng, double)
+        lags = measure_lag(
+            engine, client, clock, web, auth, subs, rng, double, samples=args.lag_samples
+        )
     accepted = sum(v for k, v in actions.items() if k.endswith("200"))
     print(
         f"database: {make_engine(url).dialect.name}; {args.subscriptions} subscriptions, "

@@ -49,6 +49,7 @@ from bench.common import (
     serve_command,
     serve_env,
     throwaway_schema,
+    wait_until_booted,
     wait_until_up,
 )
 
@@ -138,9 +139,12 @@ def serve_bare(port: int, database_url: str, workers: int) -> None:
 
 
 @contextmanager
-def running(command: list[str], env: dict[str, str], health: str, log: Path) -> Iterator[None]:
+def running(
+    command: list[str], env: dict[str, str], health: str, log: Path, workers: int
+) -> Iterator[None]:
     with process(command, env, log) as proc:
         wait_until_up(health, proc=proc, log=log)
+        wait_until_booted(proc.pid, workers)
         yield
 
 
@@ -298,6 +302,7 @@ def run(args: argparse.Namespace) -> tuple[Result, Result, str]:
                 connector_env,
                 f"http://127.0.0.1:{connector_port}/healthz",
                 workdir / "connector.log",
+                args.workers,
             ):
                 ours.append(
                     measure(
@@ -314,6 +319,7 @@ def run(args: argparse.Namespace) -> tuple[Result, Result, str]:
                 dict(os.environ),
                 f"http://127.0.0.1:{bare_port}/healthz",
                 workdir / "bare.log",
+                args.workers,
             ):
                 theirs.append(
                     measure(
