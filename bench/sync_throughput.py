@@ -144,8 +144,11 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
 
     app_port = common.free_port()
     base = f"http://127.0.0.1:{app_port}"
-    with common.process(common.serve_command(app_port), common.serve_env(url, sandbox_url)):
+    with common.process(
+        common.serve_command(app_port), common.serve_env(url, sandbox_url)
+    ) as server:
         common.wait_until_up(f"{base}/healthz")
+        common.wait_until_booted(server.pid, workers=2)
         window_start = datetime.now(UTC)
         producer = subprocess.Popen(
             [
