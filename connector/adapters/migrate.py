@@ -24,8 +24,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Alembic runs each migration in a transaction of its own (it begins them: a migration
+    may need to step outside one, for PostgreSQL's `CREATE INDEX CONCURRENTLY`)."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

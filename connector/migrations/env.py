@@ -13,7 +13,14 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        # Alembic's advice for migrations with an autocommit block (0009): what precedes
+        # the block is committed anyway, so each migration is its own unit.
+        transaction_per_migration=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

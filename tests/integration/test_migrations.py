@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import make_url
 
-from connector.adapters.migrate import is_current
+from connector.adapters.database import make_engine
+from connector.adapters.migrate import is_current, upgrade
 from connector.adapters.models import Base
+from tests.conftest import POSTGRES_URL
+
+
+@contextmanager
+def statements_sent(engine: Engine) -> Iterator[list[str]]:
+    """Every statement sent while inside, whitespace and quotes normalised."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.replace('"', "").split()))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
 
 
 def test_migrated_database_matches_the_models(engine: Engine) -> None:
@@ -15,3 +40,89 @@ def test_migrated_database_matches_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database no migration has touched (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    request.getfixturevalue("_postgres_schema")  # skipped or failed when unreachable
+    schema = f"seatsync_empty_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = make_engine(url.render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _matches_the_models(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_the_outbox_indexes_are_built_without_blocking_writes_on_postgresql(
+    empty_database: Engine,
+) -> None:
+    upgrade(empty_database, "0008")
+    with statements_sent(empty_database) as sent:
+        upgrade(empty_database)
+    built = [s for s in sent if s.startswith("CREATE INDEX")]
+    if empty_database.dialect.name == "postgresql":
+        # CONCURRENTLY fails inside a transaction block: that it ran says it had none.
+        assert built == [
+            "CREATE INDEX CONCURRENTLY ix_outbox_subscription_status ON outbox "
+            "(subscription_id, status)",
+            "CREATE INDEX CONCURRENTLY ix_outbox_seat_type_status ON outbox (seat_type_id, status)",
+        ]
+    else:
+        assert built == [
+            "CREATE INDEX ix_outbox_subscription_status ON outbox (subscription_id, status)",
+            "CREATE INDEX ix_outbox_seat_type_status ON outbox (seat_type_id, status)",
+        ]
+    assert is_current(empty_database) and _matches_the_models(empty_database)
+
+
+def test_an_interrupted_concurrent_index_build_is_redone(empty_database: Engine) -> None:
+    """A build killed half-way leaves its index behind, and 0009 unstamped; the next
+    upgrade must not stop at "already exists"."""
+    if empty_database.dialect.name != "postgresql":
+        pytest.skip("SQLite builds them in 0009's transaction: nothing is left half-done")
+    upgrade(empty_database, "0008")
+    with empty_database.begin() as connection:  # what the killed build left
+        connection.execute(text("CREATE INDEX ix_outbox_subscription_status ON outbox (id)"))
+    upgrade(empty_database)
+    assert is_current(empty_database) and _matches_the_models(empty_database)
+    with empty_database.connect() as connection:
+        definition = connection.execute(
+            text(
+                "SELECT indexdef FROM pg_indexes"
+                " WHERE indexname = :name AND schemaname = current_schema()"
+            ),
+            {"name": "ix_outbox_subscription_status"},
+        ).scalar_one()
+    assert definition.endswith("(subscription_id, status)")
+
+
+def test_each_migration_commits_on_its_own(empty_database: Engine) -> None:
+    """A failing migration leaves the ones before it applied and stamped (Alembic's
+    transaction per migration), so the next upgrade resumes there."""
+    upgrade(empty_database, "0004")
+    with empty_database.begin() as connection:  # 0007 will fail: its column is in the way
+        connection.execute(text("ALTER TABLE outbox ADD COLUMN waives_outbox_id INTEGER"))
+    with pytest.raises(Exception, match="waives_outbox_id"):
+        upgrade(empty_database)
+    with empty_database.connect() as connection:  # 0005 and 0006 stay done
+        assert MigrationContext.configure(connection).get_current_revision() == "0006"
+    with empty_database.begin() as connection:
+        connection.execute(text("ALTER TABLE outbox DROP COLUMN waives_outbox_id"))
+    upgrade(empty_database)
+    assert is_current(empty_database) and _matches_the_models(empty_database)

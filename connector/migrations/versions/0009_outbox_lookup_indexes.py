@@ -6,9 +6,9 @@ sync's read of a subscription's pending records scanned every pending record of 
 subscription (in a burst, thousands per request), and the sync's look for a seat type's
 waivers and refused charges did the same.
 
-On PostgreSQL the build blocks writes to `outbox` while it runs (it is not CONCURRENTLY:
-that cannot run in the migration's transaction): with a large outbox, upgrade at a quiet
-moment.
+On PostgreSQL the indexes are built CONCURRENTLY, so seat changes keep writing to the
+outbox while they build, however large it is. That cannot run inside a transaction: it
+runs in an autocommit block, after the migrations before it have committed.
 
 Revision ID: 0009
 Revises: 0008
@@ -24,12 +24,26 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+INDEXES = {
+    "ix_outbox_subscription_status": ["subscription_id", "status"],
+    "ix_outbox_seat_type_status": ["seat_type_id", "status"],
+}
+
 
 def upgrade() -> None:
-    op.create_index("ix_outbox_subscription_status", "outbox", ["subscription_id", "status"])
-    op.create_index("ix_outbox_seat_type_status", "outbox", ["seat_type_id", "status"])
+    context = op.get_context()
+    if context.dialect.name != "postgresql":  # SQLite: one transaction, all or nothing
+        for name, columns in INDEXES.items():
+            op.create_index(name, "outbox", columns)
+        return
+    with context.autocommit_block():
+        for name, columns in INDEXES.items():
+            # An interrupted concurrent build leaves an invalid index of this name behind
+            # (and the migration unstamped): build it again from scratch.
+            op.drop_index(name, table_name="outbox", postgresql_concurrently=True, if_exists=True)
+            op.create_index(name, "outbox", columns, postgresql_concurrently=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_seat_type_status", table_name="outbox")
-    op.drop_index("ix_outbox_subscription_status", table_name="outbox")
+    for name in reversed(INDEXES):
+        op.drop_index(name, table_name="outbox")
