@@ -184,6 +184,7 @@ class BillingMachine(RuleBasedStateMachine):
         self.prices: dict[str, str] = {}
         self.seat_type_names: dict[int, str] = {}
         self.unsynced_period_ends: set[int] = set()  # renewals that found changes unsent
+        self.adopted_dead_letters: set[int] = set()  # outbox ids: each stands for one charge
         self.idle_renewals: set[int] = set()  # renewals that found nothing pending
         # (renewal, seat type) where the ended period had a refused or held charge when it
         # ended (a later write-off or retry does not make that renewal idle after the fact)
@@ -327,6 +328,8 @@ class BillingMachine(RuleBasedStateMachine):
             return
         names = self.seat_type_names
         for record in self.dead_records():
+            if record["id"] in self.adopted_dead_letters:
+                continue  # adopted at an earlier settle: its charge is dead already
             at = timestamp(record["changed_at"])
             # One charge per dead letter: several changes may share a second; the nearest
             # amount first (changes of one second and seat type in one period cost the same
@@ -344,6 +347,7 @@ class BillingMachine(RuleBasedStateMachine):
             )
             if candidates:
                 self.m.refuse(candidates[0])
+                self.adopted_dead_letters.add(record["id"])
 
     # --- seat changes -----------------------------------------------------------------------
 
