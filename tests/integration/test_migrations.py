@@ -92,8 +92,9 @@ def test_the_outbox_indexes_are_built_without_blocking_writes_on_postgresql(
 
 
 def test_an_interrupted_concurrent_index_build_is_redone(empty_database: Engine) -> None:
-    """A build killed half-way leaves its index behind, and 0009 unstamped; the next
-    upgrade must not stop at "already exists"."""
+    """A build killed half-way leaves an index of that name behind (invalid; here a valid
+    one on another column stands in for it), and 0009 unstamped; the next upgrade must not
+    stop at "already exists", and builds the index it means."""
     if empty_database.dialect.name != "postgresql":
         pytest.skip("SQLite builds them in 0009's transaction: nothing is left half-done")
     upgrade(empty_database, "0008")
