@@ -52,6 +52,7 @@ from bench.common import (
 )
 
 SUBSCRIPTIONS = 20
+WORKERS = 2  # gunicorn workers, for seatsync and the bare app alike
 
 
 # --- the bare reference app (its own gunicorn: `seat_api.py serve-bare`) -------------------
@@ -120,7 +121,7 @@ def serve_bare(port: int, database_url: str) -> None:
     from connector.config import Settings
     from connector.server import gunicorn_options
 
-    options = gunicorn_options(Settings(server={"port": port}), workers=2)  # type: ignore[arg-type]
+    options = gunicorn_options(Settings(server={"port": port}), workers=WORKERS)  # type: ignore[arg-type]
     options["accesslog"] = None
 
     class Bare(BaseApplication):  # type: ignore[misc]
@@ -288,10 +289,7 @@ def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns:
 
 def profile(master_pid: int, port: int, key: str, ids: list[str], args: Any) -> None:
     """py-spy the one gunicorn worker while wrk loads it; collapsed stacks per case."""
-    children = subprocess.run(
-        ["pgrep", "-P", str(master_pid)], capture_output=True, text=True, check=True
-    ).stdout.split()
-    worker = children[0]
+    worker = str(process_tree(master_pid)[1])
     out = Path(args.profile)
     out.mkdir(parents=True, exist_ok=True)
     for name, method, paths in (
@@ -349,7 +347,7 @@ def main() -> None:
         wait_until_up(f"{sandbox_url}/_sandbox/state")
         key, ids = register(url, sandbox_url, args.subscriptions)
         env = serve_env(url, sandbox_url)
-        serve = serve_command(app_port, 1 if args.profile else 2)
+        serve = serve_command(app_port, 1 if args.profile else WORKERS)
         bare = [sys.executable, __file__, "serve-bare", str(bare_port), url]
         if args.profile:
             with process(serve, env) as master:
@@ -359,8 +357,8 @@ def main() -> None:
         with process(serve, env) as ours_server, process(bare) as bare_server:
             wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
             wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
-            wait_until_booted(ours_server.pid, workers=2)
-            wait_until_booted(bare_server.pid, workers=2)
+            wait_until_booted(ours_server.pid, WORKERS)
+            wait_until_booted(bare_server.pid, WORKERS)
             results: dict[str, list[Load]] = {}
             cases = {
                 "buy one licence": (
