@@ -154,9 +154,12 @@ def _jobs(settings: Settings) -> Jobs:
 def worker(ctx: click.Context) -> None:
     """Run the sync jobs: outbox drain, renewals, reconcile. Start as many as you like
     against one PostgreSQL database."""
+    from connector.server import freeze_start_up_heap
     from sync.worker import run_foreground
 
-    run_foreground(_jobs(_settings(ctx)))
+    jobs = _jobs(_settings(ctx))
+    freeze_start_up_heap()
+    run_foreground(jobs)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -24,7 +25,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Each worker builds its own app (and engine) after the fork.
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        freeze_start_up_heap()
+        return app
+
+
+def freeze_start_up_heap() -> None:
+    """Exempt what start-up built (modules, the app, SQLAlchemy's mappers: about 145,000
+    objects) from the collector. A full collection walked them all, 85 ms on an idle core
+    and 200-400 ms under load, holding every thread of the process meanwhile; frozen, it
+    walks only what requests and syncs made since. Start-up's own garbage goes first."""
+    gc.collect()
+    gc.freeze()
 
 
 def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
