@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -27,8 +27,8 @@ from connector.observability import bind_request_id
 from connector.services.apikeys import KeyCache, Scope
 from connector.services.seats import Actor, ChangeContext
 
-# Built once (Core, values as parameters): every keyed change runs both.
-CLAIM = {  # by dialect: `ON CONFLICT DO NOTHING` is each one's own construct
+# Built once (Core, values as parameters): every keyed change runs it.
+STORE_ANSWER = {  # by dialect: `ON CONFLICT DO NOTHING` is each one's own construct
     "postgresql": postgresql.insert(STORED_REQUESTS_TABLE)
     .on_conflict_do_nothing()
     .returning(STORED_REQUESTS_TABLE.c.id),
@@ -36,11 +36,6 @@ CLAIM = {  # by dialect: `ON CONFLICT DO NOTHING` is each one's own construct
     .on_conflict_do_nothing()
     .returning(STORED_REQUESTS_TABLE.c.id),
 }
-ANSWER = (
-    update(STORED_REQUESTS_TABLE)
-    .where(STORED_REQUESTS_TABLE.c.id == bindparam("claim"))
-    .values(status_code=bindparam("status"), response_body=bindparam("body"))
-)
 
 # Route endpoint -> scope it needs. Filled by @scoped; a /v1 route missing here is refused.
 ROUTE_SCOPES: dict[str, Scope] = {}
@@ -213,18 +208,22 @@ def replay_if_repeated() -> Response | None:
         return _replay(session, key)
 
 
-def _claim(session: Session, key: str) -> int | None:
-    """Claim the key for this request in one statement; None if it is already taken. A twin
-    in flight makes this wait until the twin commits (then None) or rolls back (then ours)."""
-    claim = CLAIM[session.get_bind().dialect.name]
+class _AnsweredBefore(Exception):
+    """The request's key already has a stored answer."""
+
+
+def _store_answer(session: Session, key: str, status: int, body: object) -> int | None:
+    """Store the answer under the key in one statement; None if the key already has one
+    (after waiting for a twin in flight to commit, or to roll back and leave the key)."""
+    store = STORE_ANSWER[session.get_bind().dialect.name]
     return session.execute(
-        claim,
+        store,
         {
             "api_key_id": actor().key_id,
             "key": key,
             "request_fingerprint": _fingerprint(),
-            "status_code": 0,  # filled in with the response, in the same transaction
-            "response_body": {},
+            "status_code": status,
+            "response_body": body,
             "created_at": wiring().clock(),
         },
     ).scalar()
@@ -244,30 +243,25 @@ def run_change(
 ) -> Response:
     """Run a state change in one transaction, honouring `Idempotency-Key`.
 
-    The key is claimed first (a row unique per API key and key): a concurrent twin waits on
-    it, then finds the winner's response and replays it instead of running the change
-    again. The first successful response is stored with the change, atomically; a repeat
-    with the same body replays it and changes nothing. Refusals are not stored: they
-    changed nothing, so repeating them is harmless and may succeed once the state allows
-    it. A deadlock or serialization failure is retried here, never shown as an outage.
+    The change runs, then its answer is stored under the key in the same transaction: one
+    INSERT, unique per API key and key, which waits for a twin in flight. If the key has an
+    answer already (a repeat, or a twin that committed first), this change is rolled back
+    and that answer replayed. A refusal under a key that has an answer replays it too: a
+    repeated release may be refused now because its first run freed the licences. Refusals
+    are not stored: they changed nothing, so repeating them is harmless and may succeed
+    once the state allows it. A deadlock or serialization failure is retried here, never
+    shown as an outage.
     """
     key = request.headers.get("Idempotency-Key")  # its length is checked by ChangeHeaders
     sessions = wiring().sessions
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with sessions.begin() as session:
-                claim: int | None = None
-                if key is not None:
-                    claim = _claim(session, key)
-                    if claim is None:  # answered before (or a twin just committed)
-                        replayed = _replay(session, key)
-                        assert replayed is not None  # the key's row exists
-                        return replayed
                 body = change(session, change_context()).model_dump(mode="json")
-                if claim is not None:
-                    session.execute(ANSWER, {"claim": claim, "status": status, "body": body})
-        except IntegrityError:
-            # A concurrent request with the same key committed first: answer as it did.
+                if key is not None and _store_answer(session, key, status, body) is None:
+                    raise _AnsweredBefore  # leaves the block: this change is rolled back
+        except (_AnsweredBefore, IntegrityError, ServiceError):
+            # The key's own answer, if it has one, is the answer to every repeat.
             if key is None:
                 raise
             with sessions() as session:

@@ -94,6 +94,40 @@ def test_same_idempotency_key_with_another_body_is_409(
     assert seat(view)["licences"] == 5
 
 
+
+def test_a_repeated_release_replays_its_answer_though_running_it_again_would_be_refused(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    """The key's answer is stored after the change runs: a repeat runs the change again
+    first, and here that run is refused (the first freed all 3 licences)."""
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses/release"
+    headers = {**auth, "Idempotency-Key": "release-all"}
+    first = client.post(path, json={"quantity": 3}, headers=headers)
+    assert first.status_code == 200, first.json
+    without_key = client.post(path, json={"quantity": 3}, headers=auth)
+    assert without_key.status_code == 409  # what running it again answers on its own
+    again = client.post(path, json={"quantity": 3}, headers=headers)
+    assert (again.status_code, again.json) == (200, first.json)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["licences"] == 0
+    ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
+    assert [e["action"] for e in ledger["data"]] == ["release", "register"]
+
+
+def test_a_refused_request_under_another_requests_key_is_told_the_key_is_reused(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> None:
+    headers = {**auth, "Idempotency-Key": "buy-3"}
+    buy = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    assert client.post(buy, json={"quantity": 1}, headers=headers).status_code == 200
+    release = client.post(f"{buy}/release", json={"quantity": 50}, headers=headers)
+    assert release.status_code == 409
+    assert release.json["error"]["code"] == "idempotency_key_reused"  # type: ignore[index]
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    assert seat(view)["licences"] == 4
+
+
 BAD_BUYS = [
     ("{not json", "application/json", 400, "malformed_json"),
     ('{"quantity": "2"}', "application/json", 422, "invalid_request"),
