@@ -50,28 +50,40 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def new_postgres_schema(prefix: str) -> tuple[str, Callable[[], None]]:
+    """A schema of its own on the test server: its URL (the schema rides in it, so the CLI
+    and other processes reach it too) and how to drop it. Raises if the server is
+    unreachable."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+    def run(statement: str) -> None:
+        admin = make_engine(POSTGRES_URL)
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(statement))
+        finally:
+            admin.dispose()
+
+    run(f'CREATE SCHEMA "{schema}"')
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    drop = f'DROP SCHEMA "{schema}" CASCADE'
+    return url.render_as_string(hide_password=False), lambda: run(drop)
+
+
 @pytest.fixture(scope="session")
 def _postgres_schema() -> Iterator[Database]:
-    schema = f"seatsync_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(POSTGRES_URL)
     try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url, drop = new_postgres_schema("seatsync_test")
     except Exception as error:  # unreachable server
-        admin.dispose()
         if os.environ.get("SEATSYNC_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {error}")
         pytest.skip(f"PostgreSQL unreachable at {POSTGRES_URL}")
-    # The schema rides in the URL, so the CLI and other processes reach it too.
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    database = Database("postgresql", url.render_as_string(hide_password=False))
+    database = Database("postgresql", url)
     engine = database.engine()
     upgrade(engine)
     engine.dispose()
     yield database
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    drop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, event, text
-from sqlalchemy.engine import make_url
 
 from connector.adapters.database import make_engine
-from connector.adapters.migrate import is_current, upgrade
+from connector.adapters.migrate import alembic_config, is_current, upgrade
 from connector.adapters.models import Base
-from tests.conftest import POSTGRES_URL
+from tests.conftest import new_postgres_schema
 
 
 @contextmanager
@@ -51,17 +50,11 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[E
         engine.dispose()
         return
     request.getfixturevalue("_postgres_schema")  # skipped or failed when unreachable
-    schema = f"seatsync_empty_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = make_engine(url.render_as_string(hide_password=False))
+    url, drop = new_postgres_schema("seatsync_empty")
+    engine = make_engine(url)
     yield engine
     engine.dispose()
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    drop()
 
 
 def _matches_the_models(engine: Engine) -> bool:
@@ -88,6 +81,31 @@ def test_the_outbox_indexes_are_built_without_blocking_writes_on_postgresql(
             "CREATE INDEX ix_outbox_subscription_status ON outbox (subscription_id, status)",
             "CREATE INDEX ix_outbox_seat_type_status ON outbox (seat_type_id, status)",
         ]
+    assert is_current(empty_database) and _matches_the_models(empty_database)
+
+
+def test_the_outbox_indexes_are_dropped_without_blocking_writes_and_built_again(
+    empty_database: Engine,
+) -> None:
+    upgrade(empty_database)
+    config = alembic_config()
+    with statements_sent(empty_database) as sent, empty_database.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    dropped = [s for s in sent if s.startswith("DROP INDEX")]
+    if empty_database.dialect.name == "postgresql":
+        assert dropped == [
+            "DROP INDEX CONCURRENTLY IF EXISTS ix_outbox_seat_type_status",
+            "DROP INDEX CONCURRENTLY IF EXISTS ix_outbox_subscription_status",
+        ]
+    else:
+        assert dropped == [
+            "DROP INDEX ix_outbox_seat_type_status",
+            "DROP INDEX ix_outbox_subscription_status",
+        ]
+    with empty_database.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0008"
+    upgrade(empty_database)
     assert is_current(empty_database) and _matches_the_models(empty_database)
 
 

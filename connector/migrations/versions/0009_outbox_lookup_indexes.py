@@ -45,5 +45,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in reversed(INDEXES):
-        op.drop_index(name, table_name="outbox")
+    context = op.get_context()
+    if context.dialect.name != "postgresql":
+        for name in reversed(INDEXES):
+            op.drop_index(name, table_name="outbox")
+        return
+    with context.autocommit_block():  # a plain DROP INDEX would block the outbox's writes too
+        for name in reversed(INDEXES):
+            op.drop_index(name, table_name="outbox", postgresql_concurrently=True, if_exists=True)
