@@ -35,10 +35,11 @@ from connector.errors import ServiceError
 from connector.services import dead_letters
 from connector.services.seats import ChangeContext
 
+DASHBOARD_PATH = "/ops"  # the session cookie's path too
 bp = Blueprint(
     "dashboard",
     __name__,
-    url_prefix="/ops",
+    url_prefix=DASHBOARD_PATH,
     template_folder="templates",
     static_folder="static",
 )

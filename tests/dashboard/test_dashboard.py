@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from flask import request
+from flask.sessions import NullSession
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
@@ -104,6 +107,29 @@ def test_signing_in_sets_a_signed_http_only_lax_cookie_and_lands_on_the_next_pag
         },
     )
     assert elsewhere.headers["Location"] == "/ops/"
+
+
+def test_the_session_is_opened_for_the_dashboard_only(
+    app: Any, client: FlaskClient, dead_letter: DeadLetterCase, ops_key: str
+) -> None:
+    page = client.get("/ops/sign-in")
+    client.post(
+        "/ops/sign-in",
+        data={"api_key": ops_key, "csrf_token": csrf_token(page.get_data(as_text=True))},
+    )
+    signed_in = client.get_cookie("seatsync_ops", path="/ops")
+    assert signed_in is not None
+    cookie = {"Cookie": f"seatsync_ops={signed_in.value}"}  # sent everywhere, as a client might
+    opened = {}
+    for path in ("/ops/sync", "/ops", "/v1/subscriptions", "/opsx", "/webhooks/stripe"):
+        with app.test_request_context(path, headers=cookie):
+            session = app.session_interface.open_session(app, request)
+            opened[path] = (isinstance(session, NullSession), dict(session))
+    signed = opened["/ops/sync"][1]
+    assert signed and opened["/ops"] == (False, signed)
+    assert [opened[p] for p in ("/v1/subscriptions", "/opsx", "/webhooks/stripe")] == [
+        (True, {})
+    ] * 3
 
 
 def test_forms_without_their_csrf_token_are_refused(
