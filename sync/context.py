@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import stripe
+from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory, read_sessions_like
 from connector.adapters.installation import KeyPrefix
@@ -107,9 +108,15 @@ class SyncContext:
         except stripe.StripeError as error:
             raise StripeCallFailed(classify(error), describe(error), error.http_status) from error
 
-    def hold_lease(self, run: Run) -> None:
-        """Extend our lease before a write; refuse to write if it is no longer ours."""
-        if not leases.renew(self.sessions, run.lease, run.token, self.clock(), self.lease_ttl):
+    def hold_lease(self, run: Run, session: Session | None = None) -> None:
+        """Extend our lease before a write; refuse to write if it is no longer ours. With
+        `session`, in its transaction: the write's journal is kept only if the lease was."""
+        now, ttl = self.clock(), self.lease_ttl
+        if session is not None:
+            held = leases.renew_in(session, run.lease, run.token, now, ttl)
+        else:
+            held = leases.renew(self.sessions, run.lease, run.token, now, ttl)
+        if not held:
             raise LeaseLost(run.lease)
 
 

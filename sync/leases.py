@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
 from connector.adapters.models import LEASES_TABLE, Lease
@@ -70,8 +71,13 @@ def claim(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: t
 def renew(sessions: SessionFactory, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
     """Extend a lease we hold; False if it is no longer ours (it expired and was taken)."""
     with sessions.begin() as session:
-        kept = session.execute(_RENEW, {"lease": name, "holder": owner, "new_until": now + ttl})
-        return bool(kept.rowcount)  # type: ignore[attr-defined]
+        return renew_in(session, name, owner, now, ttl)
+
+
+def renew_in(session: Session, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+    """`renew` within the caller's transaction (with the write it guards)."""
+    kept = session.execute(_RENEW, {"lease": name, "holder": owner, "new_until": now + ttl})
+    return bool(kept.rowcount)  # type: ignore[attr-defined]
 
 
 def release(

@@ -103,7 +103,8 @@ def quantity_request(
 def record_before_sending(
     ctx: SyncContext, run: Run, seat_type_id: int, item: StripeItem, update: QuantityUpdate
 ) -> tuple[int, str]:
-    """Journal the write; returns its id and its idempotency key."""
+    """Journal the write, in the transaction that extends the lease (LeaseLost, and no
+    journal, if it is no longer ours); returns its id and its idempotency key."""
     prefix = ctx.key_prefix()  # before the transaction: the first use may write it
     request = {
         "item": item.stripe_subscription_item_id,
@@ -113,6 +114,7 @@ def record_before_sending(
         "period_start": item.period_start.isoformat(),
     }
     with ctx.sessions.begin() as session:
+        ctx.hold_lease(run, session)
         call_id = session.execute(
             _INSERT_CALL,
             {
@@ -137,7 +139,6 @@ def send_update(
 ) -> int:
     """Journal, send and settle one quantity update; returns how many records it settled.
     Raises StripeCallFailed (journalled) when Stripe refuses or does not answer."""
-    ctx.hold_lease(run)
     call_id, key = record_before_sending(ctx, run, seat_type_id, item, update)
     return _send(ctx, run, call_id, seat_type_id, item, update, key)
 

@@ -500,6 +500,51 @@ def test_the_subscription_that_waited_longest_is_synced_first(
     ]
 
 
+def test_a_sync_whose_lease_is_taken_before_the_write_journals_and_sends_nothing(
+    scenario: Callable[..., Scenario], double: StripeDouble, engine: Engine
+) -> None:
+    """The lease ran out while Stripe was being read (a long pause) and another worker took
+    it: the lease is extended in the journal's own transaction, so that transaction finds
+    it gone and the write is neither journaled nor sent. The other worker's sync sends it,
+    once."""
+    from sqlalchemy import func, select, text
+
+    from connector.adapters.models import StripeCall
+    from sync.context import DrainReport
+
+    s = scenario()
+    double.advance_to(MARCH_15)
+    s.post("licenses", 1)
+    port = s.sync.ctx.port
+    read = port.retrieve_subscription
+
+    def read_then_lose_the_lease(stripe_id: str) -> Any:
+        found = read(stripe_id)
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE leases SET owner = 'worker-2:x', until = :far WHERE name = :name"),
+                {"far": utc(2030, 1, 1), "name": f"sync:{s.id}"},
+            )
+        return found
+
+    port.retrieve_subscription = read_then_lose_the_lease
+    report = DrainReport()
+    s.sync.sync_subscription(s.id, report)
+    with engine.connect() as connection:
+        journaled = connection.execute(select(func.count()).select_from(StripeCall)).scalar()
+    assert (s.updates_sent(), journaled, report.records_done) == ([], 0, 0)
+
+    port.retrieve_subscription = read
+    with engine.begin() as connection:  # worker-2 finished: its lease is free again
+        connection.execute(
+            text("UPDATE leases SET until = :past WHERE name = :name"),
+            {"past": utc(2020, 1, 1), "name": f"sync:{s.id}"},
+        )
+    s.drain()
+    assert len(s.updates_sent()) == 1
+    assert [i.total for i in s.new_invoices()] == [ONE_SEAT_FROM_MARCH_15]
+
+
 def test_a_sync_of_one_change_is_sixteen_statements(
     scenario: Callable[..., Scenario], double: StripeDouble, engine: Engine
 ) -> None:
@@ -515,11 +560,15 @@ def test_a_sync_of_one_change_is_sixteen_statements(
     with statements(engine) as sent:
         s.sync.sync_subscription(s.id, DrainReport())
     assert len(s.updates_sent()) == 2
+    if engine.dialect.name == "sqlite":  # its BEGINs show: the lease and the journal share one
+        assert "BEGIN IMMEDIATE UPDATE leases INSERT stripe_calls UPDATE stripe_calls" in (
+            " ".join(sent)
+        )
     sent = [statement for statement in sent if statement != "BEGIN IMMEDIATE"]  # SQLite's
     # The lease; the subscription; unanswered writes; seat types (a renewal?); pending
     # records; waivers; a refused charge; the seat type's marks; recent writes (limits).
     assert sent[:9] == ["UPDATE leases"] + ["SELECT"] * 8
-    # The lease held before the write; the journal (its key is its id); the settle.
+    # The lease held and the journal (its key is its id), one transaction; the settle.
     assert sent[9:] == [
         "UPDATE leases",
         "INSERT stripe_calls",
