@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connector.adapters.database import SessionFactory
@@ -212,6 +212,17 @@ class _AnsweredBefore(Exception):
     """The request's key already has a stored answer."""
 
 
+def _answer_before(key: str | None, error: Exception) -> Response:
+    """The key's stored answer, which answers every repeat however running it again ended;
+    without one, the error stands."""
+    if key is not None:
+        with wiring().sessions() as session:
+            replayed = _replay(session, key)
+        if replayed is not None:
+            return replayed
+    raise error
+
+
 def _store_answer(session: Session, key: str, status: int, body: object) -> int | None:
     """Store the answer under the key in one statement; None if the key already has one
     (after waiting for a twin in flight to commit, or to roll back and leave the key)."""
@@ -246,8 +257,8 @@ def run_change(
     The change runs, then its answer is stored under the key in the same transaction: one
     INSERT, unique per API key and key, which waits for a twin in flight. If the key has an
     answer already (a repeat, or a twin that committed first), this change is rolled back
-    and that answer replayed. A refusal under a key that has an answer replays it too: a
-    repeated release may be refused now because its first run freed the licences. Refusals
+    and that answer replayed. So is it when running it again fails, however: a repeated
+    release may be refused now because its first run freed the licences. Refusals
     are not stored: they changed nothing, so repeating them is harmless and may succeed
     once the state allows it. A deadlock or serialization failure is retried here, never
     shown as an outage.
@@ -260,19 +271,13 @@ def run_change(
                 body = change(session, change_context()).model_dump(mode="json")
                 if key is not None and _store_answer(session, key, status, body) is None:
                     raise _AnsweredBefore  # leaves the block: this change is rolled back
-        except (_AnsweredBefore, IntegrityError, ServiceError):
-            # The key's own answer, if it has one, is the answer to every repeat.
-            if key is None:
-                raise
-            with sessions() as session:
-                replayed = _replay(session, key)
-            if replayed is None:
-                raise
-            return replayed
         except OperationalError as error:
-            if not _transient(error) or attempt == ATTEMPTS:
-                raise
-            continue
+            if _transient(error) and attempt < ATTEMPTS:
+                continue
+            return _answer_before(key, error)
+        except Exception as error:
+            # A refusal, a twin's committed answer, or any failure of running it again.
+            return _answer_before(key, error)
         response = jsonify(body)
         response.status_code = status
         return response

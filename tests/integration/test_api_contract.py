@@ -94,7 +94,6 @@ def test_same_idempotency_key_with_another_body_is_409(
     assert seat(view)["licences"] == 5
 
 
-
 def test_a_repeated_release_replays_its_answer_though_running_it_again_would_be_refused(
     client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
 ) -> None:
@@ -113,6 +112,37 @@ def test_a_repeated_release_replays_its_answer_though_running_it_again_would_be_
     assert seat(view)["licences"] == 0
     ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
     assert [e["action"] for e in ledger["data"]] == ["release", "register"]
+
+
+def test_a_repeat_whose_second_run_fails_unexpectedly_still_gets_the_first_answer(
+    client: FlaskClient,
+    auth: dict[str, str],
+    contract: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repeat runs the change again before it finds the stored answer; a failure of that
+    run (here a deadlock that outlived its retries) must not hide the answer."""
+    from sqlalchemy.exc import OperationalError
+
+    from connector.services import seats
+
+    path = f"/v1/subscriptions/{contract['id']}/seats/users/licenses"
+    headers = {**auth, "Idempotency-Key": "buy-then-fail"}
+    first = client.post(path, json={"quantity": 2}, headers=headers)
+    assert first.status_code == 200, first.json
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    def deadlocked(*_: Any) -> Any:
+        raise OperationalError("UPDATE seat_types", {}, Deadlock())
+
+    monkeypatch.setattr(seats, "buy_licences", deadlocked)
+    again = client.post(path, json={"quantity": 2}, headers=headers)
+    assert (again.status_code, again.json) == (200, first.json)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post(path, json={"quantity": 2}, headers={**auth, "Idempotency-Key": "new"})
+    assert other.status_code == 503  # without a stored answer the failure stands
 
 
 def test_a_refused_request_under_another_requests_key_is_told_the_key_is_reused(

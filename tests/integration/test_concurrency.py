@@ -134,8 +134,8 @@ def test_parallel_changes_to_two_seat_types_at_a_period_roll_over_do_not_deadloc
 def test_a_twin_that_loses_the_race_gets_the_winners_response(
     app: Any, client: FlaskClient, auth: dict[str, str], stripe_client: stripe.StripeClient
 ) -> None:
-    """Two identical releases with one key at once: the loser waits on the key, then replays
-    the winner's answer — not a refusal because the winner already freed the licences."""
+    """Four identical releases with one key at once: the losers wait for the winner's locks,
+    are refused (the winner freed the licences), then replay the winner's answer instead."""
     view = link(client, auth, stripe_client, quantity=4, floor=0)
     path = f"/v1/subscriptions/{view['id']}/seats/users/licenses/release"
     headers = {**auth, "Idempotency-Key": "release-3"}
