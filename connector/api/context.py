@@ -257,11 +257,11 @@ def run_change(
     The change runs, then its answer is stored under the key in the same transaction: one
     INSERT, unique per API key and key, which waits for a twin in flight. If the key has an
     answer already (a repeat, or a twin that committed first), this change is rolled back
-    and that answer replayed. So is it when running it again fails, however: a repeated
-    release may be refused now because its first run freed the licences. Refusals
-    are not stored: they changed nothing, so repeating them is harmless and may succeed
-    once the state allows it. A deadlock or serialization failure is retried here, never
-    shown as an outage.
+    and that answer replayed. It is replayed too when running the change again fails, in
+    whatever way: a repeated release may be refused now because its first run freed the
+    licences. Refusals are not stored: they changed nothing, so repeating them is harmless
+    and may succeed once the state allows it. A deadlock or serialization failure is
+    retried here, never shown as an outage.
     """
     key = request.headers.get("Idempotency-Key")  # its length is checked by ChangeHeaders
     sessions = wiring().sessions
