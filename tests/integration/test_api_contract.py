@@ -21,6 +21,20 @@ def contract(
     return link(client, auth, stripe_client, quantity=3, floor=0)
 
 
+def licences(client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]) -> int:
+    """The users seat type's licences, as the plan view shows them now."""
+    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
+    return int(seat(view)["licences"])
+
+
+def ledger_actions(
+    client: FlaskClient, auth: dict[str, str], contract: dict[str, Any]
+) -> list[str]:
+    """The ledger's actions, newest first."""
+    ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
+    return [entry["action"] for entry in ledger["data"]]
+
+
 def test_missing_or_unknown_key_is_401(client: FlaskClient, contract: dict[str, Any]) -> None:
     path = f"/v1/subscriptions/{contract['id']}"
     assert client.get(path).status_code == 401
@@ -75,10 +89,8 @@ def test_repeated_idempotency_key_replays_the_first_response_and_changes_nothing
     assert first.status_code == again.status_code == 200
     assert again.json == first.json
     assert again.headers["Idempotent-Replayed"] == "true"
-    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
-    assert seat(view)["licences"] == 5
-    ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
-    assert [e["action"] for e in ledger["data"]] == ["buy", "register"]
+    assert licences(client, auth, contract) == 5
+    assert ledger_actions(client, auth, contract) == ["buy", "register"]
 
 
 def test_same_idempotency_key_with_another_body_is_409(
@@ -90,8 +102,7 @@ def test_same_idempotency_key_with_another_body_is_409(
     conflict = client.post(path, json={"quantity": 3}, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json["error"]["code"] == "idempotency_key_reused"  # type: ignore[index]
-    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
-    assert seat(view)["licences"] == 5
+    assert licences(client, auth, contract) == 5
 
 
 def test_a_repeated_release_replays_its_answer_though_running_it_again_would_be_refused(
@@ -108,10 +119,8 @@ def test_a_repeated_release_replays_its_answer_though_running_it_again_would_be_
     again = client.post(path, json={"quantity": 3}, headers=headers)
     assert (again.status_code, again.json) == (200, first.json)
     assert again.headers["Idempotent-Replayed"] == "true"
-    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
-    assert seat(view)["licences"] == 0
-    ledger = client.get(f"/v1/subscriptions/{contract['id']}/ledger", headers=auth).json or {}
-    assert [e["action"] for e in ledger["data"]] == ["release", "register"]
+    assert licences(client, auth, contract) == 0
+    assert ledger_actions(client, auth, contract) == ["release", "register"]
 
 
 def test_a_repeat_whose_second_run_fails_unexpectedly_still_gets_the_first_answer(
@@ -154,8 +163,7 @@ def test_a_refused_request_under_another_requests_key_is_told_the_key_is_reused(
     release = client.post(f"{buy}/release", json={"quantity": 50}, headers=headers)
     assert release.status_code == 409
     assert release.json["error"]["code"] == "idempotency_key_reused"  # type: ignore[index]
-    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
-    assert seat(view)["licences"] == 4
+    assert licences(client, auth, contract) == 4
 
 
 BAD_BUYS = [
@@ -191,8 +199,7 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(
     error = (response.json or {})["error"]
     assert error["code"] == code
     assert error["message"]
-    view = client.get(f"/v1/subscriptions/{contract['id']}", headers=auth).json or {}
-    assert seat(view)["licences"] == 3
+    assert licences(client, auth, contract) == 3
 
 
 def test_absurd_quantity_is_refused_with_a_reason(
