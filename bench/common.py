@@ -101,7 +101,10 @@ def wait_until_booted(master: int, workers: int, seconds: float = 120) -> None:
     )
 
 
-def serve_command(port: int, workers: int = 2) -> list[str]:
+SERVE_WORKERS = 2  # gunicorn workers of `seatsync serve` in a benchmark, unless it says
+
+
+def serve_command(port: int, workers: int = SERVE_WORKERS) -> list[str]:
     """`seatsync serve` (gunicorn with the connector's own options)."""
     return [str(BIN / "seatsync"), "serve", "--port", str(port), "--workers", str(workers)]
 

@@ -40,6 +40,7 @@ if not __package__:  # run as a script: see bench/common.py
 from bench.common import (
     BIN,
     DEFAULT_POSTGRES,
+    SERVE_WORKERS,
     cpu_seconds,
     free_port,
     process,
@@ -52,7 +53,7 @@ from bench.common import (
 )
 
 SUBSCRIPTIONS = 20
-WORKERS = 2  # gunicorn workers, for seatsync and the bare app alike
+WORKERS = SERVE_WORKERS  # for seatsync and the bare app alike
 
 
 # --- the bare reference app (its own gunicorn: `seat_api.py serve-bare`) -------------------
