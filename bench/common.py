@@ -76,19 +76,22 @@ def process_tree(pid: int) -> list[int]:
     return [pid, *(int(child) for child in found.split())]
 
 
-def wait_until_booted(master: int, workers: int, seconds: float = 120) -> None:
+def wait_until_booted(server: subprocess.Popen[bytes], workers: int, seconds: float = 120) -> None:
     """Until gunicorn's `workers` have all booted: the same processes twice running, each
     idle meanwhile (at most one clock tick of CPU in 0.3 s: a heartbeat may land on one).
 
     The first worker up answers the health check while the others still import; a load
     tool that connects then puts every keep-alive connection on that one worker, for the
-    whole run, and it uses one core (the GIL)."""
+    whole run, and it uses one core (the GIL). A master that exits (gunicorn stops when a
+    worker fails to boot) fails this at once, not after `seconds`."""
     tick = 1 / os.sysconf("SC_CLK_TCK")
     deadline = time.monotonic() + seconds
     before: dict[int, float] = {}
     busy: dict[int, float] = {}
     while time.monotonic() < deadline:
-        now = cpu_seconds(process_tree(master))
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn {server.pid} exited (code {server.returncode})")
+        now = cpu_seconds(process_tree(server.pid))
         busy = {pid: now[pid] - before.get(pid, 0.0) for pid in now}
         settled = len(now) == workers + 1 and now.keys() == before.keys()
         if settled and all(used <= tick + 1e-9 for used in busy.values()):
@@ -96,7 +99,7 @@ def wait_until_booted(master: int, workers: int, seconds: float = 120) -> None:
         before = now
         time.sleep(0.3)
     raise SystemExit(
-        f"gunicorn {master}: {workers} workers did not settle in {seconds:.0f} s "
+        f"gunicorn {server.pid}: {workers} workers did not settle in {seconds:.0f} s "
         f"(last 0.3 s, CPU seconds by process: {busy})"
     )
 

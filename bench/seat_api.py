@@ -63,22 +63,14 @@ def bare_app(database_url: str) -> Any:
     """The framework's ceiling for these requests: a hashed-key look-up plus one insert (buy)
     or one read (plan view), with SQLAlchemy, in Flask."""
     from flask import Flask, jsonify, request
-    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert, select
+    from sqlalchemy import insert, select
 
     from connector.adapters.database import make_engine, make_session_factory
     from connector.adapters.models import ApiKey, Subscription
 
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
-    rows = Table(
-        "bench_bare_rows",
-        MetaData(),
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("subscription_id", String(40)),
-        Column("idempotency_key", String(255)),
-        Column("quantity", Integer),
-        Column("at", DateTime(timezone=True)),
-    )
+    rows = bare_rows_table()
     app = Flask("bare")
 
     def key_ok() -> bool:
@@ -111,9 +103,32 @@ def bare_app(database_url: str) -> Any:
             row = session.get(Subscription, sub)
             return jsonify(id=row.id if row else None, status=row.status if row else None)
 
-    with engine.begin() as connection:
-        rows.create(connection, checkfirst=True)
     return app
+
+
+def bare_rows_table() -> Any:
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+
+    return Table(
+        "bench_bare_rows",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("subscription_id", String(40)),
+        Column("idempotency_key", String(255)),
+        Column("quantity", Integer),
+        Column("at", DateTime(timezone=True)),
+    )
+
+
+def create_bare_rows(database_url: str) -> None:
+    """Made once, before the bare server starts: two workers each creating it at boot race
+    on PostgreSQL's catalogue, and the loser's failed boot stops the whole server."""
+    from connector.adapters.database import make_engine
+
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        bare_rows_table().create(connection, checkfirst=True)
+    engine.dispose()
 
 
 def serve_bare(port: int, database_url: str) -> None:
@@ -347,6 +362,7 @@ def main() -> None:
     ):
         wait_until_up(f"{sandbox_url}/_sandbox/state")
         key, ids = register(url, sandbox_url, args.subscriptions)
+        create_bare_rows(url)
         env = serve_env(url, sandbox_url)
         serve = serve_command(app_port, 1 if args.profile else WORKERS)
         bare = [sys.executable, __file__, "serve-bare", str(bare_port), url]
@@ -358,8 +374,8 @@ def main() -> None:
         with process(serve, env) as ours_server, process(bare) as bare_server:
             wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
             wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
-            wait_until_booted(ours_server.pid, WORKERS)
-            wait_until_booted(bare_server.pid, WORKERS)
+            wait_until_booted(ours_server, WORKERS)
+            wait_until_booted(bare_server, WORKERS)
             results: dict[str, list[Load]] = {}
             cases = {
                 "buy one licence": (

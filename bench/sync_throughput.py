@@ -148,7 +148,7 @@ def sustained(url: str, sandbox_url: str, ids: list[str], key: str, drain: Any, 
         common.serve_command(app_port), common.serve_env(url, sandbox_url)
     ) as server:
         common.wait_until_up(f"{base}/healthz")
-        common.wait_until_booted(server.pid, common.SERVE_WORKERS)
+        common.wait_until_booted(server, common.SERVE_WORKERS)
         window_start = datetime.now(UTC)
         producer = subprocess.Popen(
             [

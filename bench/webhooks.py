@@ -144,7 +144,7 @@ def running(
 ) -> Iterator[None]:
     with process(command, env, log) as proc:
         wait_until_up(health, proc=proc, log=log)
-        wait_until_booted(proc.pid, workers)
+        wait_until_booted(proc, workers)
         yield
 
 
