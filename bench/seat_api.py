@@ -372,8 +372,8 @@ def main() -> None:
                 profile(master.pid, app_port, key, ids, args)
             return
         with process(serve, env) as ours_server, process(bare) as bare_server:
-            wait_until_up(f"http://127.0.0.1:{app_port}/healthz")
-            wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x")
+            wait_until_up(f"http://127.0.0.1:{app_port}/healthz", proc=ours_server)
+            wait_until_up(f"http://127.0.0.1:{bare_port}/bare/x", proc=bare_server)
             wait_until_booted(ours_server, WORKERS)
             wait_until_booted(bare_server, WORKERS)
             results: dict[str, list[Load]] = {}
