@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from connector.adapters.database import make_session_factory
 from sync import leases
@@ -29,6 +30,36 @@ def test_a_released_lease_can_be_taken_at_once(engine: Engine) -> None:
     assert leases.claim(sessions, "sync:a", "worker-1", NOW, TTL)
     leases.release(sessions, "sync:a", "worker-1")
     assert leases.claim(sessions, "sync:a", "worker-2", NOW, TTL)
+
+
+def test_a_claim_a_renewal_and_a_release_are_one_statement_each_in_no_transaction(
+    engine: Engine,
+) -> None:
+    """Each is one UPDATE, atomic by itself: sent without BEGIN and COMMIT around it (on
+    PostgreSQL three round trips become one; on SQLite no BEGIN IMMEDIATE write lock)."""
+    sessions = make_session_factory(engine)
+    assert leases.claim(sessions, "sync:a", "worker-0", NOW, TTL)  # the row exists from now
+    leases.release(sessions, "sync:a", "worker-0")
+    sent: list[tuple[str, bool]] = []
+
+    def note(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        driver = conn.connection.driver_connection
+        in_transaction = (
+            driver.in_transaction
+            if isinstance(driver, sqlite3.Connection)
+            else not driver.autocommit
+        )
+        sent.append((statement.split()[0], in_transaction))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert leases.claim(sessions, "sync:a", "worker-1", NOW, TTL)
+        assert leases.renew(sessions, "sync:a", "worker-1", NOW + timedelta(seconds=30), TTL)
+        leases.release(sessions, "sync:a", "worker-1")
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert sent == [("UPDATE", False)] * 3
+    assert leases.claim(sessions, "sync:a", "worker-2", NOW, TTL)  # released: free at once
 
 
 def test_a_periodic_job_runs_once_per_interval_across_workers(engine: Engine) -> None:
