@@ -32,6 +32,8 @@ from webhooks.processing import process_due_events, retry_event
 from webhooks.receiver import ReceiverWiring, install_receiver
 
 MAX_REQUEST_BYTES = 1024 * 1024
+# Requests one web worker serves at once (gunicorn's threads); each may hold a connection.
+REQUEST_THREADS = 8
 
 
 def utc_now() -> datetime:
@@ -79,7 +81,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # No API body comes near this; a larger one is refused (413) before it is read.
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    engine = engine or make_engine(settings.database_url, threads=settings.sync.concurrency)
+    run_jobs = settings.sync.run_in_web if run_jobs is None else run_jobs
+    threads = REQUEST_THREADS + (settings.sync.concurrency if run_jobs else 0)
+    engine = engine or make_engine(settings.database_url, threads=threads)
     port = stripe_port or StripeClientPort(make_stripe_client(settings.stripe))
     sessions = make_session_factory(engine)
     jobs = Jobs.build(sessions, port, clock, settings.sync)
@@ -94,7 +98,7 @@ def create_app(
         key_prefix=jobs.outbox_drain.ctx.key_prefix,
         reads=make_read_session_factory(engine),
     )
-    if settings.sync.run_in_web if run_jobs is None else run_jobs:
+    if run_jobs:
         app.extensions["seatsync_scheduler"] = start_background(jobs)
     install_receiver(
         app,

@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from connector.app import create_app
+from connector.app import REQUEST_THREADS, create_app
 from connector.config import Settings
 from connector.dashboard import with_secret_key
 from connector.observability import gunicorn_log_config
@@ -46,7 +46,7 @@ def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
         "bind": f"{settings.server.host}:{settings.server.port}",
         "workers": workers,
         "worker_class": "gthread",
-        "threads": 8,
+        "threads": REQUEST_THREADS,
         "timeout": 30,
         "keepalive": 5,
         "accesslog": "-",

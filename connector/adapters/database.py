@@ -31,12 +31,16 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
-    """`threads`: how many threads of this process may each hold a connection at once (the
-    sync's `concurrency`), so the pool never makes them queue."""
+    """`threads`: how many threads of this process may each hold a connection at once (a
+    web worker's request threads, the sync's `concurrency`). The pool keeps that many open:
+    a smaller pool would close the connections above it as they come back and open new
+    ones on the next burst (on PostgreSQL a new server process each), and never makes a
+    thread queue for one."""
     url = normalise_url(url)
     database = make_url(url).database
     if threads and database not in (None, "", ":memory:"):
-        kwargs.setdefault("max_overflow", 10 + threads)
+        kwargs.setdefault("pool_size", threads)
+        kwargs.setdefault("max_overflow", 10)
     if not is_sqlite(url):
         engine = create_engine(url, **kwargs)
         _ping_after_idle(engine)

@@ -1,19 +1,24 @@
 """Pooled PostgreSQL connections: one the server closed while it sat idle is replaced before
 a request uses it; one in steady use is not pinged on every use; read-only sessions send no
-BEGIN, changes run in one transaction."""
+BEGIN, changes run in one transaction; the pool keeps a connection per thread."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from connector import app as app_module
 from connector.adapters import database as database_module
 from connector.adapters.database import (
     make_engine,
     make_read_session_factory,
     make_session_factory,
 )
+from connector.app import REQUEST_THREADS, create_app
+from connector.config import Settings, SyncSettings
 from tests.helpers import Database
 
 
@@ -89,3 +94,36 @@ def test_read_sessions_run_each_statement_on_its_own_and_changes_in_one_transact
             assert session.execute(text("SELECT array_agg(x) FROM probe")).scalar() == [1]
     finally:
         engine.dispose()
+
+
+def test_the_pool_keeps_a_connection_for_each_thread_it_was_sized_for(
+    postgres: Database,
+) -> None:
+    """Twelve threads' connections, given back and taken again, are the same twelve server
+    processes: none is closed on return and opened anew on the next burst."""
+    engine = make_engine(postgres.url, threads=12)
+    try:
+        first = [engine.connect() for _ in range(12)]
+        pids = {int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in first}
+        for connection in first:
+            connection.close()
+        again = [engine.connect() for _ in range(12)]
+        assert {int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in again} == pids
+        for connection in again:
+            connection.close()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("jobs_in_web", [False, True])
+def test_a_web_worker_keeps_a_connection_per_request_thread_and_sync_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs_in_web: bool
+) -> None:
+    monkeypatch.setattr(app_module, "start_background", lambda jobs: None)  # not under test
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'pool.db'}",
+        sync=SyncSettings(concurrency=5, run_in_web=jobs_in_web),
+    )
+    engine = create_app(settings).extensions["seatsync"].sessions.kw["bind"]
+    assert engine.pool.size() == REQUEST_THREADS + (5 if jobs_in_web else 0)
+    engine.dispose()
