@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +43,10 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         words = statement.replace('"', "").split()
-        if words[0] in ("INSERT", "UPDATE"):  # INSERT INTO <table>, UPDATE <table>
+        if words[0] == "WITH":  # its writes, in order: "WITH UPDATE <table>, INSERT <table>"
+            writes = re.findall(r"\b(UPDATE|INSERT INTO) (\w+)", statement.replace('"', ""))
+            sent.append("WITH " + ", ".join(f"{verb.split()[0]} {table}" for verb, table in writes))
+        elif words[0] in ("INSERT", "UPDATE"):  # INSERT INTO <table>, UPDATE <table>
             sent.append(f"{words[0]} {words[2] if words[0] == 'INSERT' else words[1]}")
         else:
             sent.append(" ".join(words[:2]) if words[0] == "BEGIN" else words[0])

@@ -1,8 +1,8 @@
-"""The one writer of the ledger and the outbox.
+"""The one writer of the ledger and the outbox, and of the seat counts a change leaves.
 
 Every seat change — from the API, a reconcile repair, a renewal correction — is written
 here: an append-only ledger entry saying who, what and what it costs, and, when Stripe's
-quantity or charge must move, an outbox record the sync drains. Both in the caller's
+quantity or charge must move, an outbox record the sync drains. All in the caller's
 transaction, so a change exists whole or not at all.
 """
 
@@ -11,21 +11,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningInsert
 
 from connector.adapters.models import (
     LEDGER_TABLE,
     OUTBOX_TABLE,
+    SEAT_TYPES_TABLE,
     LedgerEntry,
     OutboxRecord,
     SeatType,
     Subscription,
 )
 from connector.domain.proration import Period, ProrationBehavior
+from connector.domain.seats import SeatCounts
 from connector.domain.states import OutboxKind, OutboxStatus
 
 
@@ -86,23 +90,42 @@ def close_waivers(session: Session, charge_ids: Sequence[int], now: datetime, no
         waiver.status, waiver.done_at, waiver.last_error = OutboxStatus.DONE, now, note
 
 
+def _outbox_values(seat_type: SeatType, change: Change, **values: Any) -> dict[str, Any]:
+    return {
+        "subscription_id": seat_type.subscription_id,
+        "seat_type_id": seat_type.id,
+        "stripe_subscription_item_id": seat_type.stripe_subscription_item_id,
+        "target_quantity": change.stripe_quantity_after,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": change.at,
+        "stripe_object_ids": [],
+        "created_at": change.at,
+        **values,
+    }
+
+
 def _outbox_record(session: Session, seat_type: SeatType, change: Change, **values: Any) -> int:
     """Insert an outbox record; returns its id."""
-    return _insert(
-        session,
-        _INSERT_OUTBOX,
-        {
-            "subscription_id": seat_type.subscription_id,
-            "seat_type_id": seat_type.id,
-            "stripe_subscription_item_id": seat_type.stripe_subscription_item_id,
-            "target_quantity": change.stripe_quantity_after,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": change.at,
-            "stripe_object_ids": [],
-            "created_at": change.at,
-            **values,
-        },
+    return _insert(session, _INSERT_OUTBOX, _outbox_values(seat_type, change, **values))
+
+
+def _work_values(seat_type: SeatType, change: Change, work: StripeWork) -> dict[str, Any]:
+    """The outbox record of a change's Stripe work."""
+    return _outbox_values(
+        seat_type,
+        change,
+        kind=work.kind,
+        changed_at=work.changed_at or change.at,
+        billed_before=change.billed_before,
+        billed_after=change.billed_after,
+        period_start=work.period.start,
+        period_end=work.period.end,
+        proration_behavior=(change.behavior or ProrationBehavior.NONE).value,
+        proration_date=change.proration_date,
+        charge_amount=(
+            change.expected_charge if work.charge_amount is None else work.charge_amount
+        ),
     )
 
 
@@ -112,27 +135,109 @@ def record(
     seat_type: SeatType,
     change: Change,
     work: StripeWork | None,
+    counts: SeatCounts | None = None,
 ) -> LedgerEntry:
-    """Append the ledger entry and, with `work`, the outbox record it points to."""
-    outbox: int | None = None
-    if work is not None:
-        outbox = _outbox_record(
-            session,
-            seat_type,
-            change,
-            kind=work.kind,
-            changed_at=work.changed_at or change.at,
-            billed_before=change.billed_before,
-            billed_after=change.billed_after,
-            period_start=work.period.start,
-            period_end=work.period.end,
-            proration_behavior=(change.behavior or ProrationBehavior.NONE).value,
-            proration_date=change.proration_date,
-            charge_amount=(
-                change.expected_charge if work.charge_amount is None else work.charge_amount
-            ),
-        )
+    """Append the ledger entry and, with `work`, the outbox record it points to; with
+    `counts`, store the seat type's new counts too (the caller holds its row lock)."""
+    if counts is not None and work is not None and _writes_in_one_statement(session):
+        return _record_in_one_statement(session, subscription, seat_type, change, work, counts)
+    if counts is not None:
+        _store_counts(session, seat_type, counts)
+    outbox = (
+        None
+        if work is None
+        else _insert(session, _INSERT_OUTBOX, _work_values(seat_type, change, work))
+    )
     return _ledger_entry(session, subscription, seat_type, change, outbox)
+
+
+_STORE_COUNTS = (
+    update(SEAT_TYPES_TABLE)
+    .where(SEAT_TYPES_TABLE.c.id == bindparam("seat_type"))
+    .values(licences=bindparam("new_licences"), peak=bindparam("new_peak"))
+    .values(in_use=bindparam("new_in_use"))
+)
+
+
+def _counts_params(seat_type: SeatType, counts: SeatCounts) -> dict[str, int]:
+    return {
+        "seat_type": seat_type.id,
+        "new_licences": counts.licences,
+        "new_peak": counts.peak,
+        "new_in_use": counts.in_use,
+    }
+
+
+def _counts_stored(seat_type: SeatType, counts: SeatCounts) -> None:
+    """The loaded row takes the counts as what is stored: the unit of work has nothing left
+    to write for them."""
+    for name in ("licences", "peak", "in_use"):
+        set_committed_value(seat_type, name, getattr(counts, name))
+
+
+def _store_counts(session: Session, seat_type: SeatType, counts: SeatCounts) -> None:
+    """The seat type's new counts in one prepared UPDATE, if they moved."""
+    if (seat_type.licences, seat_type.peak, seat_type.in_use) == (
+        counts.licences,
+        counts.peak,
+        counts.in_use,
+    ):
+        return
+    session.execute(_STORE_COUNTS, _counts_params(seat_type, counts))
+    _counts_stored(seat_type, counts)
+
+
+def _writes_in_one_statement(session: Session) -> bool:
+    # PostgreSQL runs INSERT and UPDATE inside WITH; SQLite does not.
+    return session.get_bind().dialect.name == "postgresql"
+
+
+@cache
+def _counts_outbox_and_ledger(
+    outbox_columns: tuple[str, ...], ledger_columns: tuple[str, ...]
+) -> ReturningInsert[Any]:
+    """One statement storing the counts, the outbox record and the ledger entry pointing to
+    it: `WITH counts AS (UPDATE ...), outbox AS (INSERT ... RETURNING id) INSERT INTO
+    ledger_entries ... SELECT ..., outbox.id`. Built once per set of columns; the values go
+    as parameters (`o_`: outbox, `l_`: ledger)."""
+    outbox, ledger = OUTBOX_TABLE.c, LEDGER_TABLE.c
+    new_outbox = (
+        insert(OUTBOX_TABLE)
+        .values({name: bindparam(f"o_{name}", type_=outbox[name].type) for name in outbox_columns})
+        .returning(outbox.id)
+        .cte("new_outbox")
+    )
+    entry = select(
+        *(bindparam(f"l_{name}", type_=ledger[name].type) for name in ledger_columns),
+        new_outbox.c.id,
+    )
+    return (
+        insert(LEDGER_TABLE)
+        .from_select([*ledger_columns, "outbox_id"], entry)
+        .returning(ledger.id, ledger.outbox_id)
+        .add_cte(_STORE_COUNTS.cte("new_counts"))
+    )
+
+
+def _record_in_one_statement(
+    session: Session,
+    subscription: Subscription,
+    seat_type: SeatType,
+    change: Change,
+    work: StripeWork,
+    counts: SeatCounts,
+) -> LedgerEntry:
+    """`record`'s three writes in one round trip: while a change holds the seat type's
+    lock, each round trip also keeps the next change to it waiting."""
+    outbox_values = _work_values(seat_type, change, work)
+    ledger_values = _ledger_values(subscription, seat_type, change)
+    statement = _counts_outbox_and_ledger(tuple(outbox_values), tuple(ledger_values))
+    params: dict[str, Any] = _counts_params(seat_type, counts)
+    params.update((f"o_{name}", value) for name, value in outbox_values.items())
+    params.update((f"l_{name}", value) for name, value in ledger_values.items())
+    entry_id, outbox_id = session.execute(statement, params).one()
+    _counts_stored(seat_type, counts)
+    return LedgerEntry(id=entry_id, outbox_id=outbox_id, **ledger_values)
 
 
 def record_write_off(
@@ -185,7 +290,14 @@ def _ledger_entry(
     outbox_id: int | None,
 ) -> LedgerEntry:
     """Insert the ledger entry; returns it (not attached to the session: it never changes)."""
-    values = {
+    values = {**_ledger_values(subscription, seat_type, change), "outbox_id": outbox_id}
+    return LedgerEntry(id=_insert(session, _INSERT_LEDGER, values), **values)
+
+
+def _ledger_values(
+    subscription: Subscription, seat_type: SeatType, change: Change
+) -> dict[str, Any]:
+    return {
         "subscription_id": subscription.id,
         "seat_type": seat_type.name,
         "at": change.at,
@@ -203,7 +315,5 @@ def _ledger_entry(
         "currency": subscription.currency,
         "proration_behavior": change.behavior.value if change.behavior else None,
         "reason": change.reason,
-        "outbox_id": outbox_id,
         "holder_changes": change.holder_changes,
     }
-    return LedgerEntry(id=_insert(session, _INSERT_LEDGER, values), **values)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from connector.adapters.models import SEAT_TYPES_TABLE, Holder, LedgerEntry, SeatType, Subscription
+from connector.adapters.models import Holder, LedgerEntry, SeatType, Subscription
 from connector.adapters.repository import (
     charge_terms_of,
     counts_of,
@@ -110,33 +109,6 @@ def charge_for(
     return plan.behavior, plan.proration_date, amount
 
 
-_STORE_COUNTS = (
-    update(SEAT_TYPES_TABLE)
-    .where(SEAT_TYPES_TABLE.c.id == bindparam("seat_type"))
-    .values(licences=bindparam("new_licences"), peak=bindparam("new_peak"))
-    .values(in_use=bindparam("new_in_use"))
-)
-
-
-def _store_counts(session: Session, seat_type: SeatType, counts: SeatCounts) -> None:
-    """The seat type's new counts in one prepared UPDATE (the hot path of every change); the
-    loaded row takes them as what is stored, so the unit of work has nothing left to do."""
-    stored = (seat_type.licences, seat_type.peak, seat_type.in_use)
-    if stored == (counts.licences, counts.peak, counts.in_use):
-        return
-    session.execute(
-        _STORE_COUNTS,
-        {
-            "seat_type": seat_type.id,
-            "new_licences": counts.licences,
-            "new_peak": counts.peak,
-            "new_in_use": counts.in_use,
-        },
-    )
-    for name in ("licences", "peak", "in_use"):
-        set_committed_value(seat_type, name, getattr(counts, name))
-
-
 def record_change(
     session: Session,
     ctx: ChangeContext,
@@ -166,7 +138,6 @@ def record_change(
         else stripe_quantity_before
     )
     target_after = domain.billed_at_renewal(terms, after)
-    _store_counts(session, seat_type, after)
     assignments.track(session, ctx.now, subscription, seat_type, after)
 
     behavior: ProrationBehavior | None = None
@@ -197,7 +168,7 @@ def record_change(
         holder_changes=holder_changes,
     )
     work = ledger.StripeWork(period) if target_after != target_before else None
-    return ledger.record(session, subscription, seat_type, change, work)
+    return ledger.record(session, subscription, seat_type, change, work, counts=after)
 
 
 def result_of(

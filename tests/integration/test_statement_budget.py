@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import stripe
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests import stripe_setup
 from tests.helpers import Database, buying, statements
@@ -28,7 +28,7 @@ def registered(
     return str((response.json or {})["id"])
 
 
-def test_a_purchase_is_five_statements_and_the_plan_view_three(
+def test_a_purchase_is_three_statements_on_postgresql_five_on_sqlite_and_the_plan_view_three(
     client: FlaskClient,
     auth: dict[str, str],
     stripe_client: stripe.StripeClient,
@@ -41,19 +41,64 @@ def test_a_purchase_is_five_statements_and_the_plan_view_three(
     with statements(engine) as sent:
         response = client.post(buy, json={"quantity": 1}, headers=buying(auth))
     assert response.status_code == 200, response.json
-    # Subscription and seat type locked in one read (counts on the row); the outbox, the
-    # counts, the ledger (in the order the unit of work flushes); the answer under its key.
-    begin = ["BEGIN IMMEDIATE"] if database.backend == "sqlite" else []
-    assert sent[: len(begin) + 1] == [*begin, "SELECT"]
-    assert sorted(sent[len(begin) + 1 : -1]) == [
-        "INSERT ledger_entries",
-        "INSERT outbox",
-        "UPDATE seat_types",
-    ]
-    assert sent[-1] == "INSERT idempotent_requests"
+    # Subscription and seat type locked in one read (counts on the row); the counts, the
+    # outbox and the ledger (on PostgreSQL in one statement); the answer under its key.
+    if database.backend == "postgresql":
+        assert sent == [
+            "SELECT",
+            "WITH UPDATE seat_types, INSERT outbox, INSERT ledger_entries",
+            "INSERT idempotent_requests",
+        ]
+    else:
+        assert sent == [
+            "BEGIN IMMEDIATE",
+            "SELECT",
+            "UPDATE seat_types",
+            "INSERT outbox",
+            "INSERT ledger_entries",
+            "INSERT idempotent_requests",
+        ]
     with statements(engine) as sent:
         response = client.get(f"/v1/subscriptions/{subscription}", headers=auth)
     assert response.status_code == 200, response.json
     # The subscription with its customer; the holders and pending changes; the seat types
     # (no transaction: a read-only view sends no BEGIN or ROLLBACK).
     assert sent == ["SELECT", "SELECT", "SELECT"]
+
+
+def test_purchases_store_their_counts_outbox_records_and_ledger_entries_pointing_to_them(
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    engine: Engine,
+) -> None:
+    """What the one statement writes on PostgreSQL (and the three on SQLite): two purchases
+    in a row, the second counting from the counts the first stored."""
+    subscription = registered(client, auth, stripe_client)  # 5 licences
+    buy = f"/v1/subscriptions/{subscription}/seats/users/licenses"
+    answers = [
+        client.post(buy, json={"quantity": n}, headers=buying(auth)).json or {} for n in (1, 2)
+    ]
+    assert [a["licences"] for a in answers] == [6, 8]
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT licences, peak FROM seat_types WHERE subscription_id = :s"),
+            {"s": subscription},
+        ).one()
+        entries = connection.execute(
+            text(
+                "SELECT l.id, l.licences_before, l.licences_after, l.expected_charge, "
+                "o.target_quantity, o.charge_amount, o.status, o.seat_type_id = s.id "
+                "FROM ledger_entries l JOIN outbox o ON o.id = l.outbox_id "
+                "JOIN seat_types s ON s.subscription_id = l.subscription_id "
+                "WHERE l.subscription_id = :s AND l.action = 'buy' ORDER BY l.id"
+            ),
+            {"s": subscription},
+        ).all()
+    assert tuple(counts) == (8, 8)
+    charges = [a["expected_charge"]["amount"] for a in answers]
+    assert [tuple(e) for e in entries] == [
+        (answers[0]["ledger_entry_id"], 5, 6, charges[0], 6, charges[0], "pending", True),
+        (answers[1]["ledger_entry_id"], 6, 8, charges[1], 8, charges[1], "pending", True),
+    ]
+    assert charges[0] > 0 and charges[1] > charges[0]
