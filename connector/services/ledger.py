@@ -139,9 +139,9 @@ def record(
 ) -> LedgerEntry:
     """Append the ledger entry and, with `work`, the outbox record it points to; with
     `counts`, store the seat type's new counts too (the caller holds its row lock)."""
-    if counts is not None and work is not None and _writes_in_one_statement(session):
-        return _record_in_one_statement(session, subscription, seat_type, change, work, counts)
-    if counts is not None:
+    if counts is not None and not _stored(seat_type, counts):
+        if work is not None and _writes_in_one_statement(session):
+            return _record_in_one_statement(session, subscription, seat_type, change, work, counts)
         _store_counts(session, seat_type, counts)
     outbox = (
         None
@@ -175,14 +175,14 @@ def _counts_stored(seat_type: SeatType, counts: SeatCounts) -> None:
         set_committed_value(seat_type, name, getattr(counts, name))
 
 
+def _stored(seat_type: SeatType, counts: SeatCounts) -> bool:
+    """Whether the row holds these counts already (no UPDATE is needed)."""
+    stored = (seat_type.licences, seat_type.peak, seat_type.in_use)
+    return stored == (counts.licences, counts.peak, counts.in_use)
+
+
 def _store_counts(session: Session, seat_type: SeatType, counts: SeatCounts) -> None:
-    """The seat type's new counts in one prepared UPDATE, if they moved."""
-    if (seat_type.licences, seat_type.peak, seat_type.in_use) == (
-        counts.licences,
-        counts.peak,
-        counts.in_use,
-    ):
-        return
+    """The seat type's new counts in one prepared UPDATE."""
     session.execute(_STORE_COUNTS, _counts_params(seat_type, counts))
     _counts_stored(seat_type, counts)
 

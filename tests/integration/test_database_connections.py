@@ -100,7 +100,8 @@ def test_the_pool_keeps_a_connection_for_each_thread_it_was_sized_for(
     postgres: Database,
 ) -> None:
     """Twelve threads' connections, given back and taken again, are the same twelve server
-    processes: none is closed on return and opened anew on the next burst."""
+    processes: none is closed on return and opened anew on the next burst. Used one at a
+    time, the pool hands out the same connection, not each in turn."""
     engine = make_engine(postgres.url, threads=12)
     try:
         first = [engine.connect() for _ in range(12)]
@@ -111,6 +112,8 @@ def test_the_pool_keeps_a_connection_for_each_thread_it_was_sized_for(
         assert {int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in again} == pids
         for connection in again:
             connection.close()
+        # One at a time, the last one given back is taken again (the others stay idle).
+        assert len({backend_pid(engine) for _ in range(5)}) == 1
     finally:
         engine.dispose()
 

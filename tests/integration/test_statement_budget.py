@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import stripe
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
+from connector.adapters.database import make_session_factory
+from connector.adapters.models import SeatType, Subscription
+from connector.adapters.repository import period_of
+from connector.domain.seats import SeatCounts
+from connector.services import ledger
 from tests import stripe_setup
 from tests.helpers import Database, buying, statements
 
@@ -102,3 +107,43 @@ def test_purchases_store_their_counts_outbox_records_and_ledger_entries_pointing
         (answers[1]["ledger_entry_id"], 6, 8, charges[1], 8, charges[1], "pending", True),
     ]
     assert charges[0] > 0 and charges[1] > charges[0]
+
+
+def test_stripe_work_that_leaves_the_counts_as_they_are_writes_no_counts(
+    client: FlaskClient,
+    auth: dict[str, str],
+    stripe_client: stripe.StripeClient,
+    engine: Engine,
+) -> None:
+    """A repair or a registration can move Stripe's quantity with the counts unchanged: the
+    outbox record and the ledger entry are written, the seat type's row is not rewritten
+    (on either database)."""
+    subscription_id = registered(client, auth, stripe_client)
+    with make_session_factory(engine).begin() as session:
+        subscription = session.get_one(Subscription, subscription_id)
+        seat_type = session.scalars(
+            select(SeatType).where(SeatType.subscription_id == subscription_id)
+        ).one()
+        counts = SeatCounts(licences=seat_type.licences, peak=seat_type.peak, in_use=0)
+        change = ledger.Change(
+            action="repair",
+            reason="Stripe held another quantity",
+            actor="test",
+            at=subscription.current_period_start,
+            licences_before=counts.licences,
+            licences_after=counts.licences,
+            billed_before=counts.licences,
+            billed_after=counts.licences,
+            stripe_quantity_after=counts.licences,
+        )
+        with statements(engine) as sent:
+            entry = ledger.record(
+                session,
+                subscription,
+                seat_type,
+                change,
+                ledger.StripeWork(period_of(subscription)),
+                counts=counts,
+            )
+    assert [s for s in sent if s != "BEGIN IMMEDIATE"] == ["INSERT outbox", "INSERT ledger_entries"]
+    assert entry.outbox_id is not None
