@@ -32,13 +32,11 @@ def is_sqlite(url: str) -> bool:
 
 def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
     """`threads`: how many threads of this process may each hold a connection at once (a
-    web worker's request threads, the sync's `concurrency`). The pool keeps that many open:
-    a smaller pool would close the connections above it as they come back and open new
-    ones on the next burst (on PostgreSQL a new server process each), and never makes a
-    thread queue for one (10 more may open for the scheduler's other jobs). The most
-    recently used connection goes out first, so at a light load the same few stay in use
-    and the others sit idle, rather than each checkout taking one idle long enough to be
-    pinged."""
+    web worker's request threads, the sync's `concurrency`). The pool keeps that many open
+    (a smaller one closes those above it as they come back and opens new ones on the next
+    burst: on PostgreSQL, a server process each), with 10 more for the scheduler's other
+    jobs. The connection given back last goes out first: at a light load a few stay busy,
+    rather than every checkout taking one idle long enough to need a ping."""
     url = normalise_url(url)
     database = make_url(url).database
     if threads and database not in (None, "", ":memory:"):
