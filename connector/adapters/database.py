@@ -64,6 +64,14 @@ def make_engine(url: str, threads: int = 0, **kwargs: Any) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy hands a connection back from autocommit use (a read, a lease) with the
+        # driver's own implicit transactions on (`isolation_level = ""`): ours are the
+        # BEGIN IMMEDIATE below, and nothing else may open one.
+        if dbapi_connection is not None:
+            dbapi_connection.isolation_level = None
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get("isolation_level") != AUTOCOMMIT:

@@ -1,6 +1,7 @@
 """Pooled PostgreSQL connections: one the server closed while it sat idle is replaced before
 a request uses it; one in steady use is not pinged on every use; read-only sessions send no
-BEGIN, changes run in one transaction; the pool keeps a connection per thread."""
+BEGIN, changes run in one transaction; the pool keeps a connection per thread; SQLite's driver
+opens no transaction of its own."""
 
 from __future__ import annotations
 
@@ -130,3 +131,20 @@ def test_a_web_worker_keeps_a_connection_per_request_thread_and_sync_thread(
     engine = create_app(settings).extensions["seatsync"].sessions.kw["bind"]
     assert engine.pool.size() == REQUEST_THREADS + (5 if jobs_in_web else 0)
     engine.dispose()
+
+
+def test_a_sqlite_connection_comes_back_from_autocommit_use_without_implicit_transactions(
+    database: Database,
+) -> None:
+    """The driver opens no transaction of its own on a connection a read session used: the
+    only BEGIN is the engine's BEGIN IMMEDIATE."""
+    if database.backend != "sqlite":
+        pytest.skip("the sqlite3 driver's implicit transactions")
+    engine = make_engine(database.url, pool_size=1, max_overflow=0)
+    try:
+        with make_read_session_factory(engine)() as session:
+            session.execute(text("SELECT 1"))
+        with engine.connect() as connection:
+            assert connection.connection.driver_connection.isolation_level is None  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
