@@ -42,9 +42,10 @@ def statements(engine: Engine) -> Iterator[list[str]]:
     sent: list[str] = []
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        words = statement.replace('"', "").split()
+        statement = statement.replace('"', "")
+        words = statement.split()
         if words[0] == "WITH":  # its writes, in order: "WITH UPDATE <table>, INSERT <table>"
-            writes = re.findall(r"\b(UPDATE|INSERT INTO) (\w+)", statement.replace('"', ""))
+            writes = re.findall(r"\b(UPDATE|INSERT INTO) (\w+)", statement)
             sent.append("WITH " + ", ".join(f"{verb.split()[0]} {table}" for verb, table in writes))
         elif words[0] in ("INSERT", "UPDATE"):  # INSERT INTO <table>, UPDATE <table>
             sent.append(f"{words[0]} {words[2] if words[0] == 'INSERT' else words[1]}")

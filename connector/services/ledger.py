@@ -28,6 +28,7 @@ from connector.adapters.models import (
     SeatType,
     Subscription,
 )
+from connector.adapters.repository import counts_of
 from connector.domain.proration import Period, ProrationBehavior
 from connector.domain.seats import SeatCounts
 from connector.domain.states import OutboxKind, OutboxStatus
@@ -139,10 +140,11 @@ def record(
 ) -> LedgerEntry:
     """Append the ledger entry and, with `work`, the outbox record it points to; with
     `counts`, store the seat type's new counts too (the caller holds its row lock)."""
-    if counts is not None and not _stored(seat_type, counts):
+    if counts is not None and counts != counts_of(session, seat_type):
         if work is not None and _writes_in_one_statement(session):
             return _record_in_one_statement(session, subscription, seat_type, change, work, counts)
-        _store_counts(session, seat_type, counts)
+        session.execute(_STORE_COUNTS, _counts_params(seat_type, counts))
+        _counts_stored(seat_type, counts)
     outbox = (
         None
         if work is None
@@ -175,18 +177,6 @@ def _counts_stored(seat_type: SeatType, counts: SeatCounts) -> None:
         set_committed_value(seat_type, name, getattr(counts, name))
 
 
-def _stored(seat_type: SeatType, counts: SeatCounts) -> bool:
-    """Whether the row holds these counts already (no UPDATE is needed)."""
-    stored = (seat_type.licences, seat_type.peak, seat_type.in_use)
-    return stored == (counts.licences, counts.peak, counts.in_use)
-
-
-def _store_counts(session: Session, seat_type: SeatType, counts: SeatCounts) -> None:
-    """The seat type's new counts in one prepared UPDATE."""
-    session.execute(_STORE_COUNTS, _counts_params(seat_type, counts))
-    _counts_stored(seat_type, counts)
-
-
 def _writes_in_one_statement(session: Session) -> bool:
     # PostgreSQL runs INSERT and UPDATE inside WITH; SQLite does not.
     return session.get_bind().dialect.name == "postgresql"
@@ -197,9 +187,9 @@ def _counts_outbox_and_ledger(
     outbox_columns: tuple[str, ...], ledger_columns: tuple[str, ...]
 ) -> ReturningInsert[Any]:
     """One statement storing the counts, the outbox record and the ledger entry pointing to
-    it: `WITH counts AS (UPDATE ...), outbox AS (INSERT ... RETURNING id) INSERT INTO
-    ledger_entries ... SELECT ..., outbox.id`. Built once per set of columns; the values go
-    as parameters (`o_`: outbox, `l_`: ledger)."""
+    it: `WITH new_counts AS (UPDATE ...), new_outbox AS (INSERT ... RETURNING id) INSERT
+    INTO ledger_entries ... SELECT ..., new_outbox.id`. Built once per set of columns; the
+    values go as parameters (`o_`: outbox, `l_`: ledger)."""
     outbox, ledger = OUTBOX_TABLE.c, LEDGER_TABLE.c
     new_outbox = (
         insert(OUTBOX_TABLE)
