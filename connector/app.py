@@ -15,10 +15,11 @@ from connector.adapters.database import (
     make_read_session_factory,
     make_session_factory,
 )
+from connector.adapters.key_revocations import RevocationListener
 from connector.adapters.notify import SmtpAndHttpChannels
 from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
 from connector.api import billing_ops, contracts, ops, payments, seats, service
-from connector.api.context import Wiring, install_request_hooks
+from connector.api.context import Wiring, install_request_hooks, wiring_of
 from connector.api.errors import install_error_handlers, validation_error_response
 from connector.api.instrumentation import install_instrumentation
 from connector.api.schemas import ErrorBody
@@ -122,3 +123,19 @@ def create_app(
     # The ops dashboard (/ops/); its Replay button is the webhooks' own retry, given here.
     install_dashboard(app, settings, replay_event=retry_event)
     return app
+
+
+def watch_key_revocations(app: OpenAPI) -> RevocationListener | None:
+    """On PostgreSQL, a listener that lets this process keep the API keys it verified and
+    forget them the moment one is revoked anywhere (`seatsync apikey revoke`). Started by
+    each gunicorn worker after its fork; without it (SQLite, tests, the listener's
+    connection down) keys are read per request."""
+    keys = wiring_of(app).keys
+    engine = wiring_of(app).sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return None
+    listener = RevocationListener(
+        engine, on_listening=keys.trust, on_revoked=keys.clear, on_lost=keys.distrust
+    )
+    app.extensions["seatsync_key_revocations"] = listener
+    return listener.start()

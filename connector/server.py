@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from connector.app import REQUEST_THREADS, create_app
+from connector.app import REQUEST_THREADS, create_app, watch_key_revocations
 from connector.config import Settings
 from connector.dashboard import with_secret_key
 from connector.observability import gunicorn_log_config
@@ -26,6 +26,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Each worker builds its own app (and engine) after the fork.
         app = create_app(self._settings)
+        watch_key_revocations(app)
         freeze_start_up_heap()
         return app
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,16 @@ class Database:
 
     def engine(self) -> Engine:
         return make_engine(self.url)
+
+
+def until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Whether `condition` comes true within `seconds` (for what another thread does)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def buying(headers: dict[str, str]) -> dict[str, str]:

@@ -71,9 +71,13 @@ class Wiring:
     keys: KeyCache = field(default_factory=KeyCache)
 
 
-def wiring() -> Wiring:
-    found: Wiring = current_app.extensions["seatsync"]
+def wiring_of(app: Flask) -> Wiring:
+    found: Wiring = app.extensions["seatsync"]
     return found
+
+
+def wiring() -> Wiring:
+    return wiring_of(current_app)
 
 
 def scoped(blueprint_name: str, scope: Scope) -> Callable[[F], F]:
@@ -99,7 +103,7 @@ def _authenticate() -> Response | None:
         return error_response(
             401, "unauthenticated", "send an API key as `Authorization: Bearer <key>`"
         )
-    key = wiring().keys.lookup(wiring().sessions, secret.strip())
+    key = wiring().keys.lookup(wiring().reads, secret.strip())  # no transaction, no lock
     if key is None:
         return error_response(401, "unauthenticated", "unknown or revoked API key")
     if scope is None or scope.value not in key.scopes:

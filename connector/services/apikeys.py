@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connector.adapters.key_revocations import announce_key_revoked
 from connector.adapters.models import ApiKey
 
 KEY_PREFIX = "ssk_"
@@ -61,6 +62,7 @@ def revoke_key(session: Session, key_id: str, now: datetime) -> bool:
     if key is None:
         return False
     key.revoked_at = now
+    announce_key_revoked(session)  # every web worker forgets its cached keys at the commit
     return True
 
 
@@ -74,21 +76,28 @@ class KnownKey:
 
 
 class KeyCache:
-    """Keys verified in the last `ttl_seconds`, so a request does not read the key table.
-
-    A revocation in this process clears the cache at once; one made elsewhere (the CLI,
-    another web process) takes effect within `ttl_seconds`. Only hashes are kept."""
+    """Keys verified in the last `ttl_seconds`, so a request does not read the key table,
+    kept only while the cache is trusted: while something tells it of every revocation
+    (`connector.adapters.key_revocations`, on PostgreSQL). Untrusted (SQLite, or the
+    listener's connection lost), every lookup reads the table, so a revoked key is refused
+    on its next request either way. The TTL bounds the damage should an announcement never
+    arrive (a pooler that drops LISTEN). Only hashes are kept."""
 
     def __init__(self, ttl_seconds: float = 10.0, monotonic: Callable[[], float] = time.monotonic):
         self._ttl, self._monotonic = ttl_seconds, monotonic
         self._known: dict[str, tuple[float, KnownKey]] = {}
         self._lock = threading.Lock()
+        self._trusted = False
+        # Moves on every clear: a lookup that read the table before a revocation's clear
+        # must not store what it read after it.
+        self._generation = 0
 
     def lookup(self, session_factory: Callable[[], Session], secret: str) -> KnownKey | None:
         digest = _hash(secret)
         now = self._monotonic()
         with self._lock:
             cached = self._known.get(digest)
+            generation = self._generation
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         with session_factory() as session:
@@ -97,10 +106,30 @@ class KeyCache:
         with self._lock:
             if known is None:
                 self._known.pop(digest, None)
-            else:
+            elif self._trusted and generation == self._generation:
                 self._known[digest] = (now, known)
         return known
 
+    @property
+    def trusted(self) -> bool:
+        return self._trusted
+
     def clear(self) -> None:
+        """A key was revoked somewhere: forget them all (revocations are rare)."""
         with self._lock:
             self._known.clear()
+            self._generation += 1
+
+    def trust(self) -> None:
+        """From now on every revocation is announced: keys may be kept."""
+        with self._lock:
+            self._known.clear()  # one revoked before the announcements started
+            self._generation += 1
+            self._trusted = True
+
+    def distrust(self) -> None:
+        """Announcements may be missed from now on: read keys per request again."""
+        with self._lock:
+            self._known.clear()
+            self._generation += 1
+            self._trusted = False

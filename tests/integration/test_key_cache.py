@@ -1,42 +1,232 @@
-"""API keys are verified from a short-lived cache: no key-table read per request, and a
-revocation takes effect within the cache's TTL (at once in the process that revoked)."""
+"""API keys are verified from a cache that revocation clears: on PostgreSQL each web worker
+listens for revocations (LISTEN/NOTIFY) and keeps keys meanwhile; without a listener
+(SQLite, or its connection lost) keys are read per request. Either way a revoked key is
+refused on its next request, however long the cache's TTL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from sqlalchemy import Engine
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from connector.adapters.database import make_session_factory
-from connector.services.apikeys import KeyCache, Scope, create_key, revoke_key
-from tests.helpers import utc
+from connector.adapters.key_revocations import CHANNEL, RevocationListener
+from connector.api.context import wiring_of
+from connector.app import watch_key_revocations
+from connector.cli import main
+from connector.services.apikeys import CreatedKey, KeyCache, Scope, create_key, revoke_key
+from tests.helpers import Database, until, utc
+
+A_DAY = 86_400.0  # a TTL that cannot explain a revocation taking effect
 
 
-def test_a_key_is_read_once_per_ttl_and_a_revocation_takes_effect_after_it(
+class CountingSessions:
+    """A session factory that counts the key-table reads made through it."""
+
+    def __init__(self, engine: Engine, before_read: Callable[[], None] = lambda: None):
+        self._sessions = make_session_factory(engine)
+        self._before_read = before_read
+        self.reads = 0
+
+    def __call__(self) -> Session:
+        self.reads += 1
+        self._before_read()
+        return self._sessions()
+
+
+def new_key(engine: Engine) -> CreatedKey:
+    with make_session_factory(engine).begin() as session:
+        return create_key(session, "backend", [Scope.SEATS_READ], utc(2026, 1, 1))
+
+
+def revoke(engine: Engine, key_id: str) -> None:
+    with make_session_factory(engine).begin() as session:
+        assert revoke_key(session, key_id, utc(2026, 1, 2))
+
+
+def test_an_untrusted_cache_reads_every_time_so_a_revocation_counts_at_once(
     engine: Engine,
 ) -> None:
-    sessions = make_session_factory(engine)
-    with sessions.begin() as session:
-        created = create_key(session, "backend", [Scope.SEATS_READ], utc(2026, 1, 1))
-    reads = 0
+    key, sessions = new_key(engine), CountingSessions(engine)
+    cache = KeyCache(ttl_seconds=A_DAY)
+    first = cache.lookup(sessions, key.secret)
+    assert first is not None and first.scopes == ("seats:read",)
+    assert cache.lookup(sessions, key.secret) is not None and sessions.reads == 2
+    revoke(engine, key.id)
+    assert cache.lookup(sessions, key.secret) is None
 
-    def counting() -> Session:
-        nonlocal reads
-        reads += 1
-        return sessions()
 
+def test_a_trusted_cache_reads_once_per_ttl_and_a_clear_forgets(engine: Engine) -> None:
+    key, sessions = new_key(engine), CountingSessions(engine)
     clock = [100.0]
     cache = KeyCache(ttl_seconds=10, monotonic=lambda: clock[0])
-    lookup: Callable[[], object] = lambda: cache.lookup(counting, created.secret)  # noqa: E731
-    first = cache.lookup(counting, created.secret)
-    assert first is not None and first.scopes == ("seats:read",)
-    lookup()
-    assert reads == 1
-    with sessions.begin() as session:
-        revoke_key(session, created.id, utc(2026, 1, 2))
+    cache.trust()
+    cache.lookup(sessions, key.secret)
     clock[0] += 5
-    assert lookup() is not None  # still within the TTL
-    clock[0] += 6
-    assert lookup() is None and reads == 2
-    assert cache.lookup(counting, "ssk_unknown") is None
+    assert cache.lookup(sessions, key.secret) is not None and sessions.reads == 1
+    clock[0] += 6  # past the TTL: read again
+    assert cache.lookup(sessions, key.secret) is not None and sessions.reads == 2
+    revoke(engine, key.id)
+    cache.clear()  # what the announcement of the revocation does
+    assert cache.lookup(sessions, key.secret) is None and sessions.reads == 3
+    assert cache.lookup(sessions, "ssk_unknown") is None
+
+
+def test_a_lookup_that_read_before_a_clear_keeps_nothing(engine: Engine) -> None:
+    """The race: a lookup reads the key, a revocation commits and clears the cache, then
+    the lookup would store what it read. It must not, or the key lives on for a TTL."""
+    key = new_key(engine)
+    cache = KeyCache(ttl_seconds=A_DAY)
+    cache.trust()
+    cleared_during_read = CountingSessions(engine, before_read=cache.clear)
+    assert cache.lookup(cleared_during_read, key.secret) is not None
+    sessions = CountingSessions(engine)
+    cache.lookup(sessions, key.secret)
+    assert sessions.reads == 1  # nothing was kept by the lookup that raced the clear
+    cache.lookup(sessions, key.secret)
+    assert sessions.reads == 1  # this one's result was kept
+
+
+def test_distrust_forgets_and_reads_every_time_again(engine: Engine) -> None:
+    key, sessions = new_key(engine), CountingSessions(engine)
+    cache = KeyCache(ttl_seconds=A_DAY)
+    cache.trust()
+    cache.lookup(sessions, key.secret)
+    cache.distrust()  # the listener's connection was lost
+    revoke(engine, key.id)
+    assert cache.lookup(sessions, key.secret) is None and sessions.reads == 2
+
+
+# --- the listener, on PostgreSQL -----------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_engine(engine: Engine, database: Database) -> Engine:
+    if database.backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    return engine
+
+
+class Listening:
+    """A cache with its listener, and what the listener reported, in order."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.cache = KeyCache(ttl_seconds=A_DAY)
+        self.reports: list[str] = []
+        self.listener = RevocationListener(
+            engine,
+            on_listening=lambda: self._report("listening", self.cache.trust),
+            on_revoked=lambda: self._report("revoked", self.cache.clear),
+            on_lost=lambda: self._report("lost", self.cache.distrust),
+            retry_seconds=0.1,
+            poll_seconds=0.05,
+        )
+
+    def _report(self, what: str, then: Callable[[], None]) -> None:
+        then()
+        self.reports.append(what)
+
+
+@pytest.fixture
+def listening(postgres_engine: Engine) -> Iterator[Listening]:
+    listening = Listening(postgres_engine)
+    listening.listener.start()
+    assert until(lambda: listening.reports == ["listening"])
+    yield listening
+    listening.listener.stop()
+
+
+def kept(cache: KeyCache, engine: Engine, secret: str) -> bool:
+    """Whether the cache answers for the key without reading the table."""
+    sessions = CountingSessions(engine)
+    cache.lookup(sessions, secret)
+    return sessions.reads == 0
+
+
+def test_a_revocation_committed_elsewhere_clears_the_listening_cache(
+    postgres_engine: Engine, listening: Listening
+) -> None:
+    cache, key = listening.cache, new_key(postgres_engine)
+    cache.lookup(CountingSessions(postgres_engine), key.secret)
+    assert kept(cache, postgres_engine, key.secret)  # trusted: kept
+    revoke(postgres_engine, key.id)
+    assert until(lambda: listening.reports == ["listening", "revoked"])
+    assert cache.lookup(CountingSessions(postgres_engine), key.secret) is None
+
+
+def test_a_rolled_back_revocation_is_never_announced(
+    postgres_engine: Engine, listening: Listening
+) -> None:
+    key, other = new_key(postgres_engine), new_key(postgres_engine)
+    with make_session_factory(postgres_engine)() as session:
+        assert revoke_key(session, key.id, utc(2026, 1, 2))
+        session.flush()
+        session.rollback()
+    revoke(postgres_engine, other.id)  # announced after the rolled-back one would have been
+    assert until(lambda: listening.reports[1:] != [])
+    assert listening.reports == ["listening", "revoked"]  # one announcement, not two
+
+
+def test_a_lost_listener_connection_reads_per_request_until_it_listens_again(
+    postgres_engine: Engine, listening: Listening
+) -> None:
+    cache, key = listening.cache, new_key(postgres_engine)
+    cache.lookup(CountingSessions(postgres_engine), key.secret)
+    assert kept(cache, postgres_engine, key.secret)
+    with postgres_engine.begin() as connection:  # PostgreSQL restarted, a network fault
+        ended = connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query = :listen AND pid <> pg_backend_pid()"
+            ),
+            {"listen": f"LISTEN {CHANNEL}"},
+        ).all()
+    assert ended  # the listener's backend was found and ended
+    # It forgets what it kept, connects again (after 0.1 s here) and keeps keys again; a
+    # revocation made after that is still heard.
+    assert until(lambda: listening.reports == ["listening", "lost", "listening"])
+    cache.lookup(CountingSessions(postgres_engine), key.secret)
+    assert kept(cache, postgres_engine, key.secret)
+    revoke(postgres_engine, key.id)
+    assert until(lambda: listening.reports[-1] == "revoked")
+    assert cache.lookup(CountingSessions(postgres_engine), key.secret) is None
+
+
+# --- end to end: the API and the CLI ------------------------------------------------------
+
+
+def test_the_cli_revocation_refuses_the_key_on_its_next_request(
+    app: Any,
+    client: FlaskClient,
+    engine: Engine,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As served (gunicorn starts the listener in each worker): the key works, is revoked
+    by `seatsync apikey revoke` in another connection, and the next request is refused."""
+    listener = watch_key_revocations(app)
+    assert (listener is not None) == (database.backend == "postgresql")
+    try:
+        key = new_key(engine)
+        auth = {"Authorization": f"Bearer {key.secret}"}
+        if listener is not None:  # keys are kept from now on, until a revocation
+            assert until(lambda: wiring_of(app).keys.trusted)
+        assert client.get("/v1/subscriptions/sub_none", headers=auth).status_code == 404
+        monkeypatch.setenv("SEATSYNC_DATABASE_URL", database.url)
+        result = CliRunner().invoke(main, ["apikey", "revoke", key.id])
+        assert result.exit_code == 0, result.output
+
+        def refused() -> bool:
+            return client.get("/v1/subscriptions/sub_none", headers=auth).status_code == 401
+
+        # SQLite: read per request, so at once; PostgreSQL: as soon as the announcement
+        # arrives (a TTL of 10 s would fail the 5 s wait only by luck: see the tests above).
+        assert refused() if listener is None else until(refused)
+    finally:
+        if listener is not None:
+            listener.stop()

@@ -3,6 +3,8 @@ near its framework's ceiling). Not a timing: a purchase that grows a statement s
 
 from __future__ import annotations
 
+from typing import Any
+
 import stripe
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select, text
@@ -10,10 +12,12 @@ from sqlalchemy import Engine, select, text
 from connector.adapters.database import make_session_factory
 from connector.adapters.models import SeatType, Subscription
 from connector.adapters.repository import period_of
+from connector.api.context import wiring_of
+from connector.app import watch_key_revocations
 from connector.domain.seats import SeatCounts
 from connector.services import ledger
 from tests import stripe_setup
-from tests.helpers import Database, buying, statements
+from tests.helpers import Database, buying, statements, until
 
 
 def registered(
@@ -33,42 +37,55 @@ def registered(
     return str((response.json or {})["id"])
 
 
-def test_a_purchase_is_three_statements_on_postgresql_five_on_sqlite_and_the_plan_view_three(
+def test_a_purchase_is_three_statements_on_postgresql_seven_on_sqlite_and_the_plan_view_three(
+    app: Any,
     client: FlaskClient,
     auth: dict[str, str],
     stripe_client: stripe.StripeClient,
     engine: Engine,
     database: Database,
 ) -> None:
-    subscription = registered(client, auth, stripe_client)
-    buy = f"/v1/subscriptions/{subscription}/seats/users/licenses"
-    client.post(buy, json={"quantity": 1}, headers=buying(auth))  # the API key is cached
-    with statements(engine) as sent:
-        response = client.post(buy, json={"quantity": 1}, headers=buying(auth))
-    assert response.status_code == 200, response.json
-    # Subscription and seat type locked in one read (counts on the row); the counts, the
-    # outbox and the ledger (on PostgreSQL in one statement); the answer under its key.
-    if database.backend == "postgresql":
-        assert sent == [
-            "SELECT",
-            "WITH UPDATE seat_types, INSERT outbox, INSERT ledger_entries",
-            "INSERT idempotent_requests",
-        ]
-    else:
-        assert sent == [
-            "BEGIN IMMEDIATE",
-            "SELECT",
-            "UPDATE seat_types",
-            "INSERT outbox",
-            "INSERT ledger_entries",
-            "INSERT idempotent_requests",
-        ]
-    with statements(engine) as sent:
-        response = client.get(f"/v1/subscriptions/{subscription}", headers=auth)
-    assert response.status_code == 200, response.json
-    # The subscription with its customer; the holders and pending changes; the seat types
-    # (no transaction: a read-only view sends no BEGIN or ROLLBACK).
-    assert sent == ["SELECT", "SELECT", "SELECT"]
+    # As served: on PostgreSQL each worker keeps the API keys it verified while it listens
+    # for revocations; SQLite has nothing to listen to and reads the key per request.
+    listener = watch_key_revocations(app)
+    try:
+        if listener is not None:
+            assert until(lambda: wiring_of(app).keys.trusted)
+        subscription = registered(client, auth, stripe_client)
+        buy = f"/v1/subscriptions/{subscription}/seats/users/licenses"
+        client.post(buy, json={"quantity": 1}, headers=buying(auth))  # the key is kept
+        with statements(engine) as sent:
+            response = client.post(buy, json={"quantity": 1}, headers=buying(auth))
+        assert response.status_code == 200, response.json
+        # Subscription and seat type locked in one read (counts on the row); the counts,
+        # the outbox and the ledger (on PostgreSQL in one statement); the answer under its
+        # key.
+        if database.backend == "postgresql":
+            assert sent == [
+                "SELECT",
+                "WITH UPDATE seat_types, INSERT outbox, INSERT ledger_entries",
+                "INSERT idempotent_requests",
+            ]
+        else:
+            assert sent == [
+                "SELECT",  # the API key
+                "BEGIN IMMEDIATE",
+                "SELECT",
+                "UPDATE seat_types",
+                "INSERT outbox",
+                "INSERT ledger_entries",
+                "INSERT idempotent_requests",
+            ]
+        with statements(engine) as sent:
+            response = client.get(f"/v1/subscriptions/{subscription}", headers=auth)
+        assert response.status_code == 200, response.json
+        # The subscription with its customer; the holders and pending changes; the seat
+        # types (no transaction: a read-only view sends no BEGIN or ROLLBACK).
+        key_read = [] if listener is not None else ["SELECT"]
+        assert sent == [*key_read, "SELECT", "SELECT", "SELECT"]
+    finally:
+        if listener is not None:
+            listener.stop()
 
 
 def test_purchases_store_their_counts_outbox_records_and_ledger_entries_pointing_to_them(
