@@ -135,7 +135,10 @@ def watch_key_revocations(app: OpenAPI) -> RevocationListener | None:
     if engine.dialect.name != "postgresql":
         return None
     listener = RevocationListener(
-        engine, on_listening=keys.trust, on_revoked=keys.clear, on_lost=keys.distrust
+        engine,
+        on_listening=keys.trust,
+        on_revoked=lambda _key_id: keys.clear(),
+        on_lost=keys.distrust,
     )
     app.extensions["seatsync_key_revocations"] = listener
     return listener.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,17 +24,37 @@ log = logging.getLogger(__name__)
 CHANNEL = "seatsync_api_keys"
 
 
-def announce_key_revoked(session: Session) -> None:
+def announce_key_revoked(session: Session, key_id: str) -> None:
     """Queue the announcement in the revoking transaction: PostgreSQL delivers it to every
     listener when the transaction commits, never if it rolls back."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        session.execute(
+            text("SELECT pg_notify(:channel, :key_id)"), {"channel": CHANNEL, "key_id": key_id}
+        )
+
+
+class ListenerLost(Exception):
+    """The listener's own heartbeat did not come back: the connection cannot be trusted."""
+
+
+# A connection that stops answering fails within seconds, not at TCP's retransmission
+# limit (about 15 minutes) during which the cache would stay trusted.
+CONNECTION_OPTIONS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
+}
 
 
 class RevocationListener:
     """A daemon thread holding one connection of its own (outside the pool) that LISTENs on
-    the channel. `on_listening` runs once the LISTEN is in place (from then on nothing is
-    missed), `on_revoked` on each announcement, `on_lost` when the connection fails; it
+    the channel. `on_listening` runs once the listener has heard its own first heartbeat
+    (from then on nothing is missed), `on_revoked` with the key id of each announcement,
+    `on_lost` when the connection fails or a heartbeat is not heard within
+    `heartbeat_seconds` (a half-open connection; a pooler that does not deliver LISTEN). It
     then connects again every `retry_seconds` until it is stopped."""
 
     def __init__(
@@ -41,16 +62,19 @@ class RevocationListener:
         engine: Engine,
         *,
         on_listening: Callable[[], None],
-        on_revoked: Callable[[], None],
+        on_revoked: Callable[[str], None],
         on_lost: Callable[[], None],
         retry_seconds: float = 1.0,
         poll_seconds: float = 1.0,
+        heartbeat_seconds: float = 5.0,
     ) -> None:
         self._engine = engine
         self._on_listening, self._on_revoked, self._on_lost = on_listening, on_revoked, on_lost
         self._retry_seconds, self._poll_seconds = retry_seconds, poll_seconds
+        self._heartbeat_seconds = heartbeat_seconds
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="key-revocations", daemon=True)
+        self.backend_pid: int | None = None  # the PostgreSQL backend listening, when it is
 
     def start(self) -> RevocationListener:
         self._thread.start()
@@ -61,26 +85,49 @@ class RevocationListener:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        failing = False  # a warning when it goes down, not one a second while it stays down
         while not self._stopping.is_set():
             try:
                 self._listen()
             except Exception as error:  # the server went away, a restart, a network fault
-                log.warning("key revocations: not listening (%s); retrying", error)
-            self._on_lost()
+                if not failing:
+                    log.warning("key revocations: not listening (%s); keys read per request", error)
+                failing = True
+            finally:
+                self.backend_pid = None
+                self._on_lost()
             self._stopping.wait(self._retry_seconds)
 
     def _listen(self) -> None:
         # A connection of its own, not the pool's: held for good, and closed here however it
         # ended (the pool would try to roll back a lost one, and log the failure).
         args, options = self._engine.dialect.create_connect_args(self._engine.url)
-        connection: Any = self._engine.dialect.connect(*args, **options)  # psycopg's
+        connection: Any = self._engine.dialect.connect(*args, **{**CONNECTION_OPTIONS, **options})
         try:
             connection.autocommit = True  # LISTEN takes effect at once, not at a commit
+            # Its own heartbeat goes round the server on a channel only it hears.
+            own = f"{CHANNEL}_{connection.info.backend_pid}"
             connection.execute(f"LISTEN {CHANNEL}")
-            self._on_listening()
+            connection.execute(f"LISTEN {own}")
+            self.backend_pid = connection.info.backend_pid
+            listening = False
             while not self._stopping.is_set():
-                # Wakes at least every `poll_seconds` to see whether it is being stopped.
-                for _announcement in connection.notifies(timeout=self._poll_seconds):
-                    self._on_revoked()
+                self._send_heartbeat(connection, own)
+                heard, deadline = False, time.monotonic() + self._heartbeat_seconds
+                while not self._stopping.is_set() and time.monotonic() < deadline:
+                    wait = min(self._poll_seconds, max(deadline - time.monotonic(), 0.0))
+                    for announcement in connection.notifies(timeout=wait):
+                        if announcement.channel != own:
+                            self._on_revoked(announcement.payload)
+                        elif not heard:
+                            heard = True
+                            if not listening:
+                                self._on_listening()
+                                listening = True
+                if not heard and not self._stopping.is_set():
+                    raise ListenerLost(f"no heartbeat in {self._heartbeat_seconds} s")
         finally:
             connection.close()
+
+    def _send_heartbeat(self, connection: Any, channel: str) -> None:
+        connection.execute("SELECT pg_notify(%s, '')", (channel,))

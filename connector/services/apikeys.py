@@ -62,7 +62,7 @@ def revoke_key(session: Session, key_id: str, now: datetime) -> bool:
     if key is None:
         return False
     key.revoked_at = now
-    announce_key_revoked(session)  # every web worker forgets its cached keys at the commit
+    announce_key_revoked(session, key_id)  # every web worker forgets its cached keys at the commit
     return True
 
 
