@@ -80,8 +80,9 @@ class KeyCache:
     kept only while the cache is trusted: while something tells it of every revocation
     (`connector.adapters.key_revocations`, on PostgreSQL). Untrusted (SQLite, or the
     listener's connection lost), every lookup reads the table, so a revoked key is refused
-    on its next request either way. The TTL bounds the damage should an announcement never
-    arrive (a pooler that drops LISTEN). Only hashes are kept."""
+    on its next request either way. The TTL bounds the damage should an announcement be
+    lost in the seconds before the listener notices its connection is gone. Only hashes
+    are kept."""
 
     def __init__(self, ttl_seconds: float = 10.0, monotonic: Callable[[], float] = time.monotonic):
         self._ttl, self._monotonic = ttl_seconds, monotonic
