@@ -11,6 +11,7 @@ from flask_openapi3.openapi import OpenAPI
 from sqlalchemy import Engine
 
 from connector.adapters.database import (
+    engine_of,
     make_engine,
     make_read_session_factory,
     make_session_factory,
@@ -130,8 +131,8 @@ def watch_key_revocations(app: OpenAPI) -> RevocationListener | None:
     forget them the moment one is revoked anywhere (`seatsync apikey revoke`). Started by
     each gunicorn worker after its fork; without it (SQLite, tests, the listener's
     connection down) keys are read per request."""
-    keys = wiring_of(app).keys
-    engine = wiring_of(app).sessions.kw["bind"]
+    wired = wiring_of(app)
+    keys, engine = wired.keys, engine_of(wired.sessions)
     if engine.dialect.name != "postgresql":
         return None
     listener = RevocationListener(

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Engine,
     Executable,
     Update,
     bindparam,
@@ -23,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connector.adapters.database import AUTOCOMMIT, SessionFactory
+from connector.adapters.database import AUTOCOMMIT, SessionFactory, engine_of
 from connector.adapters.models import LEASES_TABLE, Lease
 
 RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # the expiry a released lease is given
@@ -59,8 +58,7 @@ def _alone(sessions: SessionFactory, statement: Executable, params: dict[str, ob
     """Run one statement as its own transaction (autocommit); the rows it changed. A claim,
     renewal or release is one UPDATE, atomic by itself: without BEGIN and COMMIT it costs one
     round trip, not three (on SQLite it takes the write lock for that statement only)."""
-    engine: Engine = sessions.kw["bind"]
-    with engine.connect().execution_options(isolation_level=AUTOCOMMIT) as connection:
+    with engine_of(sessions).connect().execution_options(isolation_level=AUTOCOMMIT) as connection:
         return connection.execute(statement, params).rowcount
 
 

@@ -123,7 +123,12 @@ def make_read_session_factory(engine: Engine) -> SessionFactory:
     )
 
 
+def engine_of(sessions: SessionFactory) -> Engine:
+    """The engine a session factory opens its sessions on."""
+    engine: Engine = sessions.kw["bind"]
+    return engine
+
+
 def read_sessions_like(sessions: SessionFactory) -> SessionFactory:
     """Read-only sessions on the database `sessions` opens."""
-    engine: Engine = sessions.kw["bind"]
-    return make_read_session_factory(engine)
+    return make_read_session_factory(engine_of(sessions))

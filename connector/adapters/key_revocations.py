@@ -117,13 +117,13 @@ class RevocationListener:
                 while not self._stopping.is_set() and time.monotonic() < deadline:
                     wait = min(self._poll_seconds, max(deadline - time.monotonic(), 0.0))
                     for announcement in connection.notifies(timeout=wait):
-                        if announcement.channel != own:
-                            self._on_revoked(announcement.payload)
-                        elif not heard:
+                        if announcement.channel == own:
                             heard = True
-                            if not listening:
-                                self._on_listening()
-                                listening = True
+                        else:
+                            self._on_revoked(announcement.payload)
+                    if heard and not listening:
+                        self._on_listening()
+                        listening = True
                 if not heard and not self._stopping.is_set():
                     raise ListenerLost(f"no heartbeat in {self._heartbeat_seconds} s")
         finally:

@@ -117,20 +117,20 @@ class KeyCache:
 
     def clear(self) -> None:
         """A key was revoked somewhere: forget them all (revocations are rare)."""
-        with self._lock:
-            self._known.clear()
-            self._generation += 1
+        self._forget()
 
     def trust(self) -> None:
-        """From now on every revocation is announced: keys may be kept."""
-        with self._lock:
-            self._known.clear()  # one revoked before the announcements started
-            self._generation += 1
-            self._trusted = True
+        """From now on every revocation is announced: keys may be kept (none from before:
+        one may have been revoked before the announcements started)."""
+        self._forget(trusted=True)
 
     def distrust(self) -> None:
         """Announcements may be missed from now on: read keys per request again."""
+        self._forget(trusted=False)
+
+    def _forget(self, *, trusted: bool | None = None) -> None:
         with self._lock:
             self._known.clear()
             self._generation += 1
-            self._trusted = False
+            if trusted is not None:
+                self._trusted = trusted
