@@ -1,9 +1,11 @@
 """Telling every process at once that an API key was revoked: PostgreSQL's LISTEN/NOTIFY.
 
 Web workers keep the keys they verified in a cache (`connector.services.apikeys.KeyCache`).
-A revocation is made elsewhere (the CLI, another machine), so it announces itself on a
-channel, and each web worker listens there and forgets its keys. SQLite has no such
-channel: there the cache is never trusted and keys are read per request.
+A revocation is made elsewhere (the CLI, another machine, an operator's SQL), so the
+database announces it: a trigger on `api_keys` (migration 0010) notifies this channel of
+every UPDATE and DELETE of a key row, at the changing transaction's commit. Each web
+worker listens there and forgets its keys. SQLite has no such channel: there the cache is
+never trusted and keys are read per request.
 """
 
 from __future__ import annotations
@@ -14,23 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
 # One channel per database: installations sharing a database (in schemas of their own)
 # hear each other's revocations, which only costs them one extra read of their keys.
-CHANNEL = "seatsync_api_keys"
-
-
-def announce_key_revoked(session: Session, key_id: str) -> None:
-    """Queue the announcement in the revoking transaction: PostgreSQL delivers it to every
-    listener when the transaction commits, never if it rolls back."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, :key_id)"), {"channel": CHANNEL, "key_id": key_id}
-        )
+CHANNEL = "seatsync_api_keys"  # migration 0010 spells it too
 
 
 class ListenerLost(Exception):

@@ -14,7 +14,6 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.adapters.key_revocations import announce_key_revoked
 from connector.adapters.models import ApiKey
 
 KEY_PREFIX = "ssk_"
@@ -61,8 +60,9 @@ def revoke_key(session: Session, key_id: str, now: datetime) -> bool:
     key = session.get(ApiKey, key_id)
     if key is None:
         return False
+    # PostgreSQL announces the change at the commit (a trigger: migration 0010), and every
+    # web worker forgets its cached keys.
     key.revoked_at = now
-    announce_key_revoked(session, key_id)  # every web worker forgets its cached keys at the commit
     return True
 
 

@@ -174,6 +174,28 @@ def test_a_rolled_back_revocation_is_never_announced(
     assert f"revoked {key.id}" not in listening.reports
 
 
+@pytest.mark.parametrize(
+    "by_hand",
+    [
+        "UPDATE api_keys SET revoked_at = now() WHERE id = :id",
+        "DELETE FROM api_keys WHERE id = :id",
+    ],
+    ids=["revoked", "deleted"],
+)
+def test_a_key_changed_by_hand_in_sql_is_announced_too(
+    postgres_engine: Engine, listening: Listening, by_hand: str
+) -> None:
+    """An operator revoking (or deleting) a key with SQL, not the CLI: the database's
+    trigger announces it all the same, and the cache stops answering for it."""
+    cache, key = listening.cache, new_key(postgres_engine)
+    cache.lookup(CountingSessions(postgres_engine), key.secret)
+    assert kept(cache, postgres_engine, key.secret)
+    with postgres_engine.begin() as connection:
+        connection.execute(text(by_hand), {"id": key.id})
+    assert until(lambda: f"revoked {key.id}" in listening.reports)
+    assert cache.lookup(CountingSessions(postgres_engine), key.secret) is None
+
+
 def test_a_lost_listener_connection_reads_per_request_until_it_listens_again(
     postgres_engine: Engine, listening: Listening
 ) -> None:

@@ -145,3 +145,30 @@ def test_each_migration_commits_on_its_own(empty_database: Engine) -> None:
         connection.execute(text("ALTER TABLE outbox DROP COLUMN waives_outbox_id"))
     upgrade(empty_database)
     assert is_current(empty_database) and _matches_the_models(empty_database)
+
+
+def _announcing_triggers(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal "
+                    "AND tgrelid = 'api_keys'::regclass"
+                )
+            ).scalars()
+        )
+
+
+def test_the_key_change_trigger_comes_and_goes_with_its_migration(empty_database: Engine) -> None:
+    """PostgreSQL only (SQLite has no channel to announce on: 0010 leaves it alone)."""
+    if empty_database.dialect.name != "postgresql":
+        pytest.skip("the trigger announces on PostgreSQL's LISTEN/NOTIFY channel")
+    upgrade(empty_database)
+    assert _announcing_triggers(empty_database) == ["api_keys_announce_change"]
+    config = alembic_config()
+    with empty_database.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+    assert _announcing_triggers(empty_database) == []
+    upgrade(empty_database)
+    assert _announcing_triggers(empty_database) == ["api_keys_announce_change"]
