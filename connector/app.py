@@ -17,6 +17,7 @@ from connector.adapters.database import (
     make_session_factory,
 )
 from connector.adapters.key_revocations import RevocationListener
+from connector.adapters.metrics import API_KEY_CACHE_LISTENING
 from connector.adapters.notify import SmtpAndHttpChannels
 from connector.adapters.stripe_port import StripeClientPort, StripePort, make_stripe_client
 from connector.api import billing_ops, contracts, ops, payments, seats, service
@@ -135,11 +136,17 @@ def watch_key_revocations(app: OpenAPI) -> RevocationListener | None:
     keys, engine = wired.keys, engine_of(wired.sessions)
     if engine.dialect.name != "postgresql":
         return None
+
+    def listening() -> None:
+        keys.trust()
+        API_KEY_CACHE_LISTENING.set(1)
+
+    def lost() -> None:
+        keys.distrust()
+        API_KEY_CACHE_LISTENING.set(0)
+
     listener = RevocationListener(
-        engine,
-        on_listening=keys.trust,
-        on_revoked=lambda _key_id: keys.clear(),
-        on_lost=keys.distrust,
+        engine, on_listening=listening, on_revoked=lambda _key_id: keys.clear(), on_lost=lost
     )
     app.extensions["seatsync_key_revocations"] = listener
     return listener.start()

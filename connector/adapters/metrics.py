@@ -1,9 +1,10 @@
 """Every Prometheus family the connector exposes at `/metrics`, defined here once.
 
 Two kinds:
-- counters and histograms of what this process did (Stripe calls, sync lag, webhook events,
-  true-ups, HTTP requests): prometheus-client keeps them per process. Under gunicorn each
-  worker answers with its own, unless PROMETHEUS_MULTIPROC_DIR is set (see `scrape`);
+- counters, histograms and one gauge of what this process did or does (Stripe calls, sync
+  lag, webhook events, true-ups, HTTP requests, the API-key cache's listener):
+  prometheus-client keeps them per process. Under gunicorn each worker answers with its
+  own, unless PROMETHEUS_MULTIPROC_DIR is set (see `scrape`);
 - gauges of what the database holds (outbox depth and oldest age, dead letters, open drift):
   computed at scrape time by `DatabaseCollector`, so every process answers the same.
 """
@@ -19,7 +20,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import stripe
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Metric
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Metric
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -72,6 +73,14 @@ HTTP_DURATION = Histogram(
     "Seconds spent answering an HTTP request, by method and route",
     ["method", "route"],
     buckets=_HTTP_BUCKETS,
+)
+
+API_KEY_CACHE_LISTENING = Gauge(
+    "seatsync_api_key_cache_listening",
+    "1 while this web worker hears API-key revocations (LISTEN), and so keeps the keys it "
+    "verified; 0 while it reads each request's key: its listener's connection is down, or "
+    "the database is SQLite. In multiprocess mode the lowest of the live workers",
+    multiprocess_mode="livemin",
 )
 
 # --- Stripe calls, counted at the port ---------------------------------------------------

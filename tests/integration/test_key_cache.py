@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -240,6 +241,28 @@ def test_a_listener_that_never_hears_its_heartbeat_never_trusts_the_cache(
         assert sessions.reads == 2  # read per request
     finally:
         listening.listener.stop()
+
+
+def listening_gauge() -> float | None:
+    return REGISTRY.get_sample_value("seatsync_api_key_cache_listening")
+
+
+def test_the_listening_gauge_follows_the_served_listener(app: Any, postgres_engine: Engine) -> None:
+    """What ops alert on: 1 while a worker hears revocations, 0 while it reads keys per
+    request (its connection ended, here by the server) and once it is stopped."""
+    listener = watch_key_revocations(app)
+    assert listener is not None
+    try:
+        assert until(lambda: listening_gauge() == 1, seconds=10)
+        with postgres_engine.begin() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": listener.backend_pid}
+            )
+        assert until(lambda: listening_gauge() == 0, seconds=5)
+        assert until(lambda: listening_gauge() == 1, seconds=10)  # connected again
+    finally:
+        listener.stop()
+    assert listening_gauge() == 0
 
 
 # --- end to end: the API and the CLI ------------------------------------------------------
