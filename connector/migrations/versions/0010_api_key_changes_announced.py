@@ -13,7 +13,7 @@ SQLite has no channel (its web workers never cache keys): nothing to do there.
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-24
+Create Date: 2026-11-23
 """
 
 from __future__ import annotations
