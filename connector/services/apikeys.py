@@ -116,7 +116,8 @@ class KeyCache:
         return self._trusted
 
     def clear(self) -> None:
-        """A key was revoked somewhere: forget them all (revocations are rare)."""
+        """A key row changed somewhere (revoked, or deleted by hand): forget them all (it is
+        rare)."""
         self._forget()
 
     def trust(self) -> None:
