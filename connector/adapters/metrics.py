@@ -79,8 +79,9 @@ API_KEY_CACHE_LISTENING = Gauge(
     "seatsync_api_key_cache_listening",
     "1 while this web worker hears API-key revocations (LISTEN), and so keeps the keys it "
     "verified; 0 while it reads each request's key: its listener's connection is down, or "
-    "the database is SQLite. In multiprocess mode the lowest of the live workers",
-    multiprocess_mode="livemin",
+    "the database is SQLite. In multiprocess mode the live workers' sum: the number listening",
+    # A sum, not a minimum: the gunicorn master and `seatsync worker` processes hold a 0.
+    multiprocess_mode="livesum",
 )
 
 # --- Stripe calls, counted at the port ---------------------------------------------------
