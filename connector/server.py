@@ -7,6 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from connector.adapters.metrics import forget_dead_process
 from connector.app import REQUEST_THREADS, create_app, watch_key_revocations
 from connector.config import Settings
 from connector.dashboard import with_secret_key
@@ -51,10 +52,15 @@ def gunicorn_options(settings: Settings, workers: int = 2) -> dict[str, Any]:
         "timeout": 30,
         "keepalive": 5,
         "accesslog": "-",
+        "child_exit": _forget_dead_worker,
     }
     if settings.log_format == "json":  # gunicorn's own lines as JSON too
         options["logconfig_dict"] = gunicorn_log_config(settings.log_level, settings.log_format)
     return options
+
+
+def _forget_dead_worker(_arbiter: Any, worker: Any) -> None:
+    forget_dead_process(worker.pid)
 
 
 def run_gunicorn(settings: Settings, workers: int = 2) -> None:

@@ -202,6 +202,16 @@ def _process_metrics() -> Collector:
     return registry
 
 
+def forget_dead_process(pid: int, path: str | None = None) -> None:
+    """In multiprocess mode, take a dead process's live gauges out of the sum (gunicorn's
+    `child_exit`: prometheus-client keeps a process's files until it is told)."""
+    path = path or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
 class ScrapeCollector:
     """What one app's `/metrics` shows: the process's families, then the database's."""
 

@@ -7,17 +7,23 @@ the database's gauges are exact.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import stripe
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from connector.adapters.database import make_session_factory
+from connector.adapters.metrics import forget_dead_process
 from connector.adapters.stripe_port import StripeClientPort
 from connector.config import Settings, StripeSettings
 from connector.services import true_up
@@ -43,6 +49,7 @@ FAMILIES = {
     "seatsync_true_up_runs": "counter",
     "seatsync_http_requests": "counter",
     "seatsync_http_request_duration_seconds": "histogram",
+    "seatsync_api_key_cache_listening": "gauge",
 }
 
 
@@ -202,3 +209,40 @@ def test_a_true_up_invoice_is_counted(
     assert report.invoices.invoiced == 1
     after = Scrape(client).value("seatsync_true_up_runs_total", outcome="invoiced")
     assert after - before == 1
+
+
+MULTIPROCESS_CHILD = """
+import os, sys
+from connector.adapters.metrics import API_KEY_CACHE_LISTENING
+API_KEY_CACHE_LISTENING.set(int(sys.argv[1]))
+print(os.getpid())
+"""
+
+
+def test_a_dead_workers_gauge_leaves_the_multiprocess_sum(tmp_path: Path) -> None:
+    """gunicorn's `child_exit` hook forgets a dead worker: its listening gauge leaves the
+    sum (prometheus-client keeps every process's file until told)."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def worker(listening: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", MULTIPROCESS_CHILD, listening],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return int(run.stdout)
+
+    listening_pid, _, idle_pid = worker("1"), worker("1"), worker("0")  # idle: a master
+
+    def listening() -> float | None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+        return registry.get_sample_value("seatsync_api_key_cache_listening")
+
+    assert listening() == 2
+    forget_dead_process(listening_pid, str(tmp_path))
+    assert listening() == 1
+    forget_dead_process(idle_pid, str(tmp_path))
+    assert listening() == 1

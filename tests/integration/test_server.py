@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -50,3 +51,15 @@ def test_the_sync_worker_freezes_its_jobs_before_it_starts_them(
     )
     assert result.exit_code == 0, result.output
     assert [(is_frozen, drain_frozen) for _, is_frozen, drain_frozen in started] == [(True, True)]
+
+
+def test_gunicorn_forgets_a_dead_workers_metrics(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `child_exit` hook, as gunicorn takes it (it checks the signature), passes the
+    dead worker's pid on (`forget_dead_process` is tested in test_metrics)."""
+    forgotten: list[int] = []
+    monkeypatch.setattr("connector.server.forget_dead_process", forgotten.append)
+    hook = _Gunicorn(settings, gunicorn_options(settings)).cfg.child_exit
+    hook(None, SimpleNamespace(pid=4242))
+    assert forgotten == [4242]
