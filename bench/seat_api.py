@@ -26,7 +26,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -244,6 +246,7 @@ class Load:
     # The busiest process's share of the server's CPU: wrk's few keep-alive connections
     # land on the workers unevenly, and a worker uses one core at most (the GIL).
     busiest_share: float = 0.0
+    split: str = "?"  # how wrk's connections sat on the workers mid-run, most first: "5/3"
 
 
 # CPU time per request is what the machine's noise barely moves (throughput on a shared
@@ -288,19 +291,40 @@ def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns:
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
-    out = subprocess.run(
+    running = subprocess.Popen(
         ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", handle.name, base],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-    ).stdout
+    )
+    time.sleep(seconds / 2)
+    split = connection_split(int(base.rpartition(":")[2]))
+    out, _ = running.communicate()
+    if running.returncode != 0:
+        raise subprocess.CalledProcessError(running.returncode, running.args, out)
     os.unlink(handle.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     requests_done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0, requests_done)
+    return Load(rps, p50, p99, int(errors.group(1)) if errors else 0, requests_done, split=split)
+
+
+def connection_split(port: int) -> str:
+    """How many of the established connections to `port` each server process holds, most
+    first ("5/3"), from `ss`; "?" without it. A gunicorn worker keeps a keep-alive
+    connection for its life, so this is the split for the whole run."""
+    try:
+        listed = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    held = Counter(re.findall(r"pid=(\d+)", listed))
+    return "/".join(str(n) for n in sorted(held.values(), reverse=True)) or "?"
 
 
 def profile(master_pid: int, port: int, key: str, ids: list[str], args: Any) -> None:
@@ -430,6 +454,13 @@ def main() -> None:
             for who in ("seatsync", "bare")
         }
         print(f"{name:18} seatsync {shares['seatsync']:16} bare {shares['bare']}")
+    print("Each round: p99 ms [wrk's connections over the workers] (the table: the worst round):")
+    for name in cases:
+        rounds = {
+            who: " ".join(f"{r.p99_ms:.1f} [{r.split}]" for r in results[f"{name}|{who}"])
+            for who in ("seatsync", "bare")
+        }
+        print(f"{name:18} seatsync {rounds['seatsync']}   bare {rounds['bare']}")
 
 
 def _cpu_per_request(loads: list[Load]) -> tuple[float, float]:

@@ -48,6 +48,8 @@ def test_the_seat_api_benchmark_runs_both_servers_without_an_error(postgres: str
         assert re.search(rf"^{re.escape(case)} +\d+ +[\d.]+/[\d.]+ +\d+ ", out, re.M), out
     assert "non-2xx" not in out, out
     assert "busiest worker's share" in out
+    # each round's p99 with wrk's connections over the workers ("?" where `ss` is missing)
+    assert re.search(r"^buy one licence +seatsync [\d.]+ \[(\d+(/\d+)*|\?)\]", out, re.M), out
 
 
 def test_the_sync_benchmark_drains_a_burst_exactly(postgres: str) -> None:
