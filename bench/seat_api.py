@@ -294,13 +294,14 @@ def wrk(base: str, method: str, paths: list[str], key: str, seconds: int, conns:
     running = subprocess.Popen(
         ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", handle.name, base],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     time.sleep(seconds / 2)
     split = connection_split(int(base.rpartition(":")[2]))
-    out, _ = running.communicate()
+    out, err = running.communicate()
     if running.returncode != 0:
-        raise subprocess.CalledProcessError(running.returncode, running.args, out)
+        raise subprocess.CalledProcessError(running.returncode, running.args, out, err)
     os.unlink(handle.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
