@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -448,20 +448,28 @@ def main() -> None:
             f"{name:18} seatsync {ours_app:5.2f} + {ours_db:5.2f}   bare {bare_app:5.2f} + "
             f"{bare_db:5.2f}   ratio {(bare_app + bare_db) / (ours_app + ours_db):5.2f}"
         )
-    print("The busiest worker's share of the server's CPU, each round (0.50: even):")
+    _print_rounds(
+        "The busiest worker's share of the server's CPU, each round (0.50: even):",
+        cases,
+        results,
+        lambda load: f"{load.busiest_share:.2f}",
+    )
+    _print_rounds(
+        "Each round: p99 ms [wrk's connections over the workers] (the table: the worst round):",
+        cases,
+        results,
+        lambda load: f"{load.p99_ms:.1f} [{load.split}]",
+    )
+
+
+def _print_rounds(
+    title: str, cases: Iterable[str], results: dict[str, list[Load]], show: Callable[[Load], str]
+) -> None:
+    """One line per case: each round's figure, seatsync's then the bare reference's."""
+    print(title)
     for name in cases:
-        shares = {
-            who: " ".join(f"{r.busiest_share:.2f}" for r in results[f"{name}|{who}"])
-            for who in ("seatsync", "bare")
-        }
-        print(f"{name:18} seatsync {shares['seatsync']:16} bare {shares['bare']}")
-    print("Each round: p99 ms [wrk's connections over the workers] (the table: the worst round):")
-    for name in cases:
-        rounds = {
-            who: " ".join(f"{r.p99_ms:.1f} [{r.split}]" for r in results[f"{name}|{who}"])
-            for who in ("seatsync", "bare")
-        }
-        print(f"{name:18} seatsync {rounds['seatsync']}   bare {rounds['bare']}")
+        ours, bare = (" ".join(map(show, results[f"{name}|{who}"])) for who in ("seatsync", "bare"))
+        print(f"{name:18} seatsync {ours}   bare {bare}")
 
 
 def _cpu_per_request(loads: list[Load]) -> tuple[float, float]:
